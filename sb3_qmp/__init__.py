@@ -1,0 +1,14 @@
+"""sb3-qmp: multi-task RL with selective behavior sharing for Stable-Baselines3."""
+
+from sb3_qmp import envs as _envs  # noqa: F401  (registers the gymnasium ids)
+from sb3_qmp.common.multitask_env import MultiTaskWrapper
+from sb3_qmp.common.vec_env import TaskAssignmentWrapper, make_multitask_vec_env
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MultiTaskWrapper",
+    "TaskAssignmentWrapper",
+    "__version__",
+    "make_multitask_vec_env",
+]

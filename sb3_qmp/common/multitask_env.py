@@ -1,0 +1,175 @@
+"""Multi-task environment conventions.
+
+A *multi-task env* in sb3-qmp is a gymnasium env whose observation ends with a one-hot task
+suffix and whose ``info`` carries ``"task_id"``. The suffix is what lets ``model.predict(obs)``
+route every row to its own task's policy, which is all that SB3/rl-zoo3 evaluation code calls.
+
+:class:`MultiTaskWrapper` builds such an env from either
+
+* one base env that knows its tasks (attribute ``num_tasks`` and method ``set_task(i)``,
+  applied at the next ``reset``), or
+* a list of T env factories, one per task (same spaces).
+
+The task of a wrapper is either fixed (``task_id=i``, or ``set_task(i)``) or drawn uniformly
+at every reset (``task_id=None``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+TASK_ID_KEY = "task_id"
+
+
+@runtime_checkable
+class TaskSettableEnv(Protocol):
+    """A base env that holds several tasks on the same spaces (e.g. the paper's task sets)."""
+
+    num_tasks: int
+
+    def set_task(self, task_id: int) -> None:
+        """Select the task used from the next ``reset`` on."""
+
+
+def check_task_id(task_id: Any, num_tasks: int) -> int:
+    """Validate a task index and return it as a plain ``int``."""
+    if isinstance(task_id, (bool, np.bool_)) or not isinstance(task_id, (int, np.integer)):
+        raise TypeError(f"task_id must be an int in [0, {num_tasks - 1}], got {task_id!r} ({type(task_id).__name__})")
+    if not 0 <= int(task_id) < num_tasks:
+        raise ValueError(f"task_id={task_id} is out of range: this env has {num_tasks} tasks (valid: 0..{num_tasks - 1})")
+    return int(task_id)
+
+
+def _check_same_spaces(envs: Sequence[gym.Env]) -> None:
+    obs_space, act_space = envs[0].observation_space, envs[0].action_space
+    for i, env in enumerate(envs[1:], start=1):
+        if env.observation_space != obs_space:
+            raise ValueError(
+                f"All tasks must share one observation space: task 0 has {obs_space}, task {i} has "
+                f"{env.observation_space}. Pad or crop the observations so every task sees the same space."
+            )
+        if env.action_space != act_space:
+            raise ValueError(
+                f"All tasks must share one action space: task 0 has {act_space}, task {i} has {env.action_space}."
+            )
+
+
+def task_one_hot_space(base: spaces.Space, num_tasks: int) -> spaces.Box:
+    """The observation space of ``base`` with a one-hot suffix of length ``num_tasks`` appended."""
+    if not isinstance(base, spaces.Box) or len(base.shape) != 1:
+        raise ValueError(
+            f"Multi-task envs need a flat Box observation space (1-D), got {base}. "
+            "Flatten the observation first, e.g. with gymnasium.wrappers.FlattenObservation."
+        )
+    low = np.concatenate([base.low.astype(np.float32), np.zeros(num_tasks, dtype=np.float32)])
+    high = np.concatenate([base.high.astype(np.float32), np.ones(num_tasks, dtype=np.float32)])
+    return spaces.Box(low=low, high=high, dtype=np.float32)
+
+
+class MultiTaskWrapper(gym.Env):
+    """Turn T tasks into one env with a one-hot task suffix on the observation.
+
+    :param env: a base env with ``num_tasks`` and ``set_task(i)``, or a sequence of T env
+        factories (callables returning one env per task, all on the same spaces).
+    :param task_id: the fixed task of this env; ``None`` draws a task uniformly at every reset.
+    """
+
+    metadata: dict[str, Any] = {"render_modes": ["rgb_array", "human"]}
+
+    def __init__(self, env: gym.Env | Sequence[Callable[[], gym.Env]], task_id: int | None = None) -> None:
+        super().__init__()
+        if isinstance(env, gym.Env):
+            num_tasks = getattr(env.unwrapped, "num_tasks", None)
+            if num_tasks is None or not callable(getattr(env.unwrapped, "set_task", None)):
+                raise TypeError(
+                    f"{type(env.unwrapped).__name__} has no task information: a single base env must define "
+                    "`num_tasks` and `set_task(task_id)`. Otherwise pass a list of one env factory per task."
+                )
+            self._task_envs: list[gym.Env] | None = None
+            self._base: gym.Env = env
+            self.num_tasks = int(num_tasks)
+        elif isinstance(env, Sequence) and not isinstance(env, str):
+            if len(env) < 1:
+                raise ValueError("MultiTaskWrapper needs at least one task (got an empty list of env factories).")
+            if not all(callable(f) for f in env):
+                raise TypeError("Pass env factories (callables returning a gym.Env), e.g. `lambda: gym.make(...)`.")
+            self._task_envs = [factory() for factory in env]
+            _check_same_spaces(self._task_envs)
+            self._base = self._task_envs[0]
+            self.num_tasks = len(self._task_envs)
+        else:
+            raise TypeError(f"Expected a gym.Env or a sequence of env factories, got {type(env).__name__}.")
+        if self.num_tasks < 1:
+            raise ValueError(f"A multi-task env needs num_tasks >= 1, got {self.num_tasks}.")
+
+        self.action_space = self._base.action_space
+        if not isinstance(self.action_space, spaces.Box):
+            raise ValueError(f"QMP and MultiTaskSAC need a continuous (Box) action space, got {self.action_space}.")
+        self.base_observation_space = self._base.observation_space
+        self.observation_space = task_one_hot_space(self.base_observation_space, self.num_tasks)
+        self.render_mode = getattr(self._base, "render_mode", None)
+        self.task_names: list[str] = list(
+            getattr(self._base.unwrapped, "task_names", [f"task_{i}" for i in range(self.num_tasks)])
+        )
+
+        self._fixed_task: int | None = None if task_id is None else check_task_id(task_id, self.num_tasks)
+        self.task_id: int = self._fixed_task if self._fixed_task is not None else 0
+        self._one_hot = np.eye(self.num_tasks, dtype=np.float32)
+
+    @property
+    def env(self) -> gym.Env:
+        """The env that currently runs the active task."""
+        return self._base if self._task_envs is None else self._task_envs[self.task_id]
+
+    def set_task(self, task_id: int | None) -> None:
+        """Fix this env's task from the next ``reset`` on; ``None`` samples a task per episode."""
+        self._fixed_task = None if task_id is None else check_task_id(task_id, self.num_tasks)
+
+    def _observe(self, obs: np.ndarray) -> np.ndarray:
+        return np.concatenate([np.asarray(obs, dtype=np.float32).ravel(), self._one_hot[self.task_id]])
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        options = dict(options or {})
+        if TASK_ID_KEY in options:
+            self.set_task(options.pop(TASK_ID_KEY))
+        if seed is not None and self._task_envs is not None:
+            # Every per-task env gets its own stream derived from the one seed.
+            for i, task_env in enumerate(self._task_envs):
+                task_env.reset(seed=seed + i)
+        if self._fixed_task is not None:
+            self.task_id = self._fixed_task
+        else:
+            self.task_id = int(self.np_random.integers(self.num_tasks))
+        if self._task_envs is None:
+            self._base.unwrapped.set_task(self.task_id)  # type: ignore[attr-defined]
+            obs, info = self._base.reset(seed=seed, options=options or None)
+        else:
+            obs, info = self.env.reset(options=options or None)
+        info[TASK_ID_KEY] = self.task_id
+        return self._observe(obs), info
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        info[TASK_ID_KEY] = self.task_id
+        if "is_success" not in info and "success" in info:
+            # SB3 reads `is_success`; Meta-World reports `success`.
+            info["is_success"] = bool(info["success"])
+        return self._observe(obs), float(reward), bool(terminated), bool(truncated), info
+
+    def render(self) -> Any:
+        return self.env.render()
+
+    def close(self) -> None:
+        for env in self._task_envs or [self._base]:
+            env.close()
+
+
+def split_task_obs(obs: np.ndarray, num_tasks: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split observations ``(..., D + T)`` into the base part and the task index of every row."""
+    return obs[..., :-num_tasks], np.argmax(obs[..., -num_tasks:], axis=-1)

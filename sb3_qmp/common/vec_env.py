@@ -1,0 +1,127 @@
+"""Vectorized multi-task envs: ``k`` sub-envs per task, each tagged with its own task."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import gymnasium as gym
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecEnvWrapper
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
+
+from sb3_qmp.common.multitask_env import MultiTaskWrapper
+
+
+def get_num_tasks(env: VecEnv | gym.Env) -> int:
+    """Read the number of tasks of a (vectorized) multi-task env, with a helpful error if absent."""
+    try:
+        if isinstance(env, VecEnv):
+            num_tasks = env.get_attr("num_tasks", indices=[0])[0]
+        else:
+            num_tasks = env.get_wrapper_attr("num_tasks")
+    except AttributeError as e:
+        raise ValueError(
+            "This env carries no task information (no `num_tasks` attribute). Build it with "
+            "sb3_qmp.make_multitask_vec_env(...), or wrap each env in sb3_qmp.MultiTaskWrapper, so that "
+            "observations end with a one-hot task id."
+        ) from e
+    if not isinstance(num_tasks, int) or num_tasks < 1:
+        raise ValueError(f"`num_tasks` must be a positive int, got {num_tasks!r}.")
+    return num_tasks
+
+
+def assign_tasks(venv: VecEnv, num_tasks: int | None = None) -> list[int]:
+    """Fix the task of every sub-env round-robin (sub-env ``e`` runs task ``e % T``).
+
+    Takes effect at the next reset. Returns the task of each sub-env.
+    """
+    num_tasks = get_num_tasks(venv) if num_tasks is None else num_tasks
+    tasks = [e % num_tasks for e in range(venv.num_envs)]
+    for env_idx, task in enumerate(tasks):
+        # `env_method` reaches the MultiTaskWrapper through any outer wrappers (`set_attr` would not).
+        venv.env_method("set_task", task, indices=[env_idx])
+    return tasks
+
+
+class TaskAssignmentWrapper(VecEnvWrapper):
+    """VecEnv wrapper that fixes sub-env ``e`` to task ``e % T``.
+
+    Meant for rl-zoo3, which gives every sub-env the same kwargs: set
+    ``vec_env_wrapper: sb3_qmp.common.vec_env.TaskAssignmentWrapper`` in the hyperparameter YAML.
+    Use ``n_envs`` equal to a multiple of the number of tasks so every task gets the same share.
+
+    :param venv: a VecEnv of multi-task envs.
+    """
+
+    def __init__(self, venv: VecEnv) -> None:
+        super().__init__(venv)
+        self.num_tasks = get_num_tasks(venv)
+        if venv.num_envs % self.num_tasks != 0:
+            raise ValueError(
+                f"n_envs={venv.num_envs} is not a multiple of the {self.num_tasks} tasks: some tasks would get "
+                f"more sub-envs than others. Use n_envs = k * {self.num_tasks}."
+            )
+        self.tasks = assign_tasks(venv, self.num_tasks)
+
+    def reset(self) -> Any:
+        return self.venv.reset()
+
+    def step_wait(self) -> VecEnvStepReturn:
+        return self.venv.step_wait()
+
+
+def make_multitask_vec_env(
+    env: str | Sequence[Callable[[], gym.Env]] | Callable[[], gym.Env],
+    n_envs_per_task: int = 1,
+    seed: int | None = None,
+    vec_env_cls: type[DummyVecEnv] | type[SubprocVecEnv] | None = None,
+    env_kwargs: dict[str, Any] | None = None,
+    monitor_dir: str | None = None,
+    wrapper_class: Callable[[gym.Env], gym.Env] | None = None,
+    vec_env_kwargs: dict[str, Any] | None = None,
+) -> VecEnv:
+    """Build an SB3 VecEnv with ``n_envs_per_task`` sub-envs per task, sub-env ``e`` on task ``e % T``.
+
+    :param env: a registered multi-task env id (e.g. ``"MultiGoalPoint-v0"``), a callable
+        returning a multi-task env, or a list of T single-task env factories (one per task).
+    :param n_envs_per_task: sub-envs per task (``n_envs = n_envs_per_task * T``).
+    :param seed: base seed; sub-env ``e`` is seeded with ``seed + e``.
+    :param vec_env_cls: ``DummyVecEnv`` (default) or ``SubprocVecEnv``.
+    :param env_kwargs: keyword arguments for ``gym.make`` (env ids only).
+    :param monitor_dir: where SB3's ``Monitor`` writes its csv files (optional).
+    :param wrapper_class: extra gymnasium wrapper applied to every sub-env (inside ``Monitor``).
+    :param vec_env_kwargs: keyword arguments for the VecEnv class.
+    :return: the vectorized env.
+    """
+    if n_envs_per_task < 1:
+        raise ValueError(f"n_envs_per_task must be >= 1, got {n_envs_per_task}.")
+    if isinstance(env, str):
+        probe = gym.make(env, **(env_kwargs or {}))
+        env_factory: str | Callable[[], gym.Env] = env
+    elif callable(env):
+        probe = env()
+        env_factory = env
+    elif isinstance(env, Sequence):
+        if env_kwargs:
+            raise ValueError("env_kwargs only applies to env ids; bind arguments inside your env factories instead.")
+        factories = list(env)
+        probe = MultiTaskWrapper(factories)
+        env_factory = lambda: MultiTaskWrapper(factories)  # noqa: E731
+    else:
+        raise TypeError(f"Expected an env id, an env factory or a list of env factories, got {type(env).__name__}.")
+    num_tasks = get_num_tasks(probe)
+    probe.close()
+
+    venv = make_vec_env(
+        env_factory,
+        n_envs=n_envs_per_task * num_tasks,
+        seed=seed,
+        env_kwargs=env_kwargs if isinstance(env, str) else None,
+        monitor_dir=monitor_dir,
+        wrapper_class=wrapper_class,
+        vec_env_cls=vec_env_cls,
+        vec_env_kwargs=vec_env_kwargs,
+    )
+    assign_tasks(venv, num_tasks)
+    return venv

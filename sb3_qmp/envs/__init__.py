@@ -1,0 +1,39 @@
+"""Multi-task environments, registered with gymnasium on ``import sb3_qmp``.
+
+Every registered id builds a :class:`~sb3_qmp.common.multitask_env.MultiTaskWrapper`: the
+observation ends with a one-hot task suffix and ``info["task_id"]`` is set. Pass
+``task_id=i`` to ``gym.make`` for a fixed task, or leave it out to draw a task per episode.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+
+from sb3_qmp.common.multitask_env import MultiTaskWrapper
+
+
+def make_multi_goal_point(task_id: int | None = None, **kwargs: Any) -> MultiTaskWrapper:
+    """Entry point of ``MultiGoalPoint-v0`` (see :mod:`sb3_qmp.envs.point`)."""
+    from sb3_qmp.envs.point import MultiGoalPointEnv
+
+    return MultiTaskWrapper(MultiGoalPointEnv(**kwargs), task_id=task_id)
+
+
+def register_envs() -> None:
+    """Register this package's env ids (idempotent)."""
+    specs: dict[str, dict[str, Any]] = {
+        "MultiGoalPoint-v0": {"entry_point": "sb3_qmp.envs:make_multi_goal_point", "max_episode_steps": 50},
+        # The paper's task sets (need the `envs` extra: mujoco, dm-control, gymnasium-robotics, metaworld).
+        "MultistageReacher-v0": {"entry_point": "sb3_qmp.envs.reacher:make_env", "max_episode_steps": 200},
+        "MazeNavigation-v0": {"entry_point": "sb3_qmp.envs.maze:make_env", "max_episode_steps": 600},
+        "MetaWorldDoorDrawer-v0": {"entry_point": "sb3_qmp.envs.metaworld_door_drawer:make_env", "max_episode_steps": 500},
+        "MetaWorldMT10-v0": {"entry_point": "sb3_qmp.envs.mt10:make_env", "max_episode_steps": 500},
+    }
+    for env_id, kwargs in specs.items():
+        if env_id not in gym.registry:
+            gym.register(id=env_id, **kwargs)
+
+
+register_envs()

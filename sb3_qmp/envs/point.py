@@ -1,0 +1,101 @@
+"""A tiny 2-D multi-goal point mass: the built-in env for the demo and the fast tests.
+
+It is small enough to learn in a couple of minutes on two CPU cores, yet shaped so that
+*selective* behaviour sharing matters:
+
+====  =================  ===========  ==================================================
+task  goal               reward       relation to the other tasks
+====  =================  ===========  ==================================================
+0     right  (0.8, 0.0)  dense        the path the sparse task needs
+1     up-right (0.6,0.6) dense        shares the first part of the path with task 0
+2     left  (-0.8, 0.0)  dense        conflicts with tasks 0, 1 and 3
+3     right  (0.8, 0.0)  sparse (+1)  only reward is at the goal: task 0's behaviour helps
+====  =================  ===========  ==================================================
+
+The state is the position in ``[-1, 1]^2``; an action is a velocity in ``[-1, 1]^2`` scaled by
+``0.1`` per step. An episode ends with success within ``0.1`` of the goal, or after 50 steps
+(time limit added at registration).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from sb3_qmp.common.multitask_env import check_task_id
+
+GOALS = np.array([[0.8, 0.0], [0.6, 0.6], [-0.8, 0.0], [0.8, 0.0]], dtype=np.float32)
+SPARSE = np.array([False, False, False, True])
+TASK_NAMES = ["right", "up-right", "left", "right-sparse"]
+
+
+class MultiGoalPointEnv(gym.Env):
+    """Point mass with four goal-reaching tasks (see module docstring).
+
+    :param task_id: initial task (changed with :meth:`set_task`, applied at the next reset).
+    :param step_size: distance covered by a full-scale action.
+    :param goal_radius: success radius.
+    :param start_noise: half-width of the uniform noise on the start position (origin).
+    :param render_mode: ``"rgb_array"`` for a small top-down picture.
+    """
+
+    metadata: dict[str, Any] = {"render_modes": ["rgb_array"], "render_fps": 20}
+    num_tasks = len(GOALS)
+    task_names = TASK_NAMES
+
+    def __init__(
+        self,
+        task_id: int = 0,
+        step_size: float = 0.1,
+        goal_radius: float = 0.1,
+        start_noise: float = 0.05,
+        render_mode: str | None = None,
+    ) -> None:
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        self.task_id = check_task_id(task_id, self.num_tasks)
+        self.step_size = step_size
+        self.goal_radius = goal_radius
+        self.start_noise = start_noise
+        self.render_mode = render_mode
+        self.observation_space = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+        self.action_space = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+        self._pos = np.zeros(2, dtype=np.float32)
+
+    def set_task(self, task_id: int) -> None:
+        self.task_id = check_task_id(task_id, self.num_tasks)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        if options:
+            raise ValueError(f"MultiGoalPointEnv.reset takes no options (got {sorted(options)}); use set_task().")
+        self._pos = self.np_random.uniform(-self.start_noise, self.start_noise, size=2).astype(np.float32)
+        return self._pos.copy(), {"is_success": False}
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
+        action = np.clip(np.asarray(action, dtype=np.float32), -1.0, 1.0)
+        self._pos = np.clip(self._pos + self.step_size * action, -1.0, 1.0).astype(np.float32)
+        dist = float(np.linalg.norm(self._pos - GOALS[self.task_id]))
+        success = dist <= self.goal_radius
+        reward = float(success) if SPARSE[self.task_id] else -dist
+        return self._pos.copy(), reward, success, False, {"is_success": success, "distance": dist}
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode != "rgb_array":
+            return None
+        size = 64
+        img = np.full((size, size, 3), 255, dtype=np.uint8)
+
+        def to_px(p: np.ndarray) -> tuple[int, int]:
+            col = int(np.clip((p[0] + 1) / 2 * (size - 1), 0, size - 1))
+            row = int(np.clip((1 - p[1]) / 2 * (size - 1), 0, size - 1))
+            return row, col
+
+        r, c = to_px(GOALS[self.task_id])
+        img[max(r - 2, 0) : r + 3, max(c - 2, 0) : c + 3] = (0, 160, 0)
+        r, c = to_px(self._pos)
+        img[max(r - 1, 0) : r + 2, max(c - 1, 0) : c + 2] = (200, 0, 0)
+        return img
