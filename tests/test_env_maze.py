@@ -1,0 +1,194 @@
+"""Tests of the Maze Navigation task set (sb3_qmp.envs.maze)."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import deque
+from collections.abc import Iterator
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from gymnasium_robotics.envs.maze.maps import LARGE_MAZE
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import sb3_qmp  # noqa: F401  (registers the env ids)
+from sb3_qmp.envs.maze import TASK_CELLS, MazeNavigationEnv, make_env
+
+NUM_TASKS = 10
+
+
+@pytest.fixture(scope="module")
+def base_env() -> Iterator[MazeNavigationEnv]:
+    env = MazeNavigationEnv()
+    yield env
+    env.close()
+
+
+def _bfs_moves(start: tuple[int, int], goal: tuple[int, int]) -> int:
+    dist = {start: 0}
+    queue = deque([start])
+    while queue:
+        cell = queue.popleft()
+        if cell == goal:
+            return dist[cell]
+        r, c = cell
+        for nxt in ((r + 1, c), (r - 1, c), (r, c + 1), (r, c - 1)):
+            if LARGE_MAZE[nxt[0]][nxt[1]] != 1 and nxt not in dist:
+                dist[nxt] = dist[cell] + 1
+                queue.append(nxt)
+    raise AssertionError(f"no path from {start} to {goal}")
+
+
+def test_task_set_layout() -> None:
+    assert MazeNavigationEnv.num_tasks == NUM_TASKS == len(MazeNavigationEnv.task_names)
+    assert len(LARGE_MAZE) == 9 and all(len(row) == 12 for row in LARGE_MAZE)
+    for start, goal in TASK_CELLS:
+        assert LARGE_MAZE[start[0]][start[1]] == 0, start
+        assert LARGE_MAZE[goal[0]][goal[1]] == 0, goal
+    assert [_bfs_moves(s, g) for s, g in TASK_CELLS] == [9, 9, 9, 9, 11, 11, 11, 12, 14, 15]
+
+
+@pytest.mark.parametrize("task_id", range(NUM_TASKS))
+def test_check_env_every_task(base_env: MazeNavigationEnv, task_id: int) -> None:
+    base_env.set_task(task_id)
+    gym_check_env(base_env, skip_render_check=True)
+    env = gym.make("MazeNavigation-v0", task_id=task_id)
+    assert env.spec is not None and env.spec.max_episode_steps == 600
+    sb3_check_env(env.unwrapped, warn=True)
+    obs, info = env.reset(seed=task_id)
+    assert obs.shape == (4 + NUM_TASKS,) and obs.dtype == np.float32
+    assert obs[4 + task_id] == 1.0 and obs[4:].sum() == 1.0
+    assert info["task_id"] == task_id
+    env.close()
+
+
+def test_start_and_goal_positions(base_env: MazeNavigationEnv) -> None:
+    for task_id, (start, goal) in enumerate(TASK_CELLS):
+        base_env.set_task(task_id)
+        for seed in range(5):
+            obs, info = base_env.reset(seed=seed)
+            assert np.all(np.abs(obs[:2] - base_env.cell_xy(start)) <= 0.1 + 1e-6)
+            assert np.all(obs[2:] == 0.0)
+            np.testing.assert_array_equal(base_env.goal, base_env.cell_xy(goal))
+            assert info["is_success"] is False
+            # The red target site is drawn on the exact goal.
+            site = base_env.maze_env.point_env.model.site_pos[base_env.maze_env.target_site_id]
+            np.testing.assert_allclose(site[:2], base_env.cell_xy(goal))
+
+
+def test_seeded_reset_is_reproducible() -> None:
+    def rollout(seed: int) -> np.ndarray:
+        env = gym.make("MazeNavigation-v0")
+        env.action_space.seed(seed)
+        obs, _ = env.reset(seed=seed)
+        trace = [obs]
+        for _ in range(30):
+            obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
+            trace.append(obs)
+            if terminated or truncated:
+                trace.append(env.reset()[0])
+        trace.append(env.reset()[0])  # unseeded reset continues the seeded stream
+        env.close()
+        return np.array(trace)
+
+    np.testing.assert_array_equal(rollout(3), rollout(3))
+    assert not np.array_equal(rollout(3)[0], rollout(4)[0])
+
+
+def test_reward_formula_and_termination(base_env: MazeNavigationEnv) -> None:
+    base_env.set_task(0)
+    base_env.reset(seed=0)
+    goal = base_env.goal
+    _, reward, terminated, truncated, info = base_env.step(np.array([0.3, -0.2], dtype=np.float32))
+    dist = float(np.linalg.norm(base_env.maze_env.data.qpos[:2] - goal))
+    assert reward == pytest.approx(math.exp(-dist) - 1.0)
+    assert reward < 0.0
+    assert info["distance"] == pytest.approx(dist)
+    assert not terminated and not truncated and info["is_success"] is False
+
+    # Teleport the ball close to the goal: the next step terminates with success.
+    data, model = base_env.maze_env.data, base_env.maze_env.model
+    data.qpos[:2] = goal + np.array([0.3, 0.0])
+    data.qvel[:] = 0.0
+    mujoco.mj_forward(model, data)
+    _, reward, terminated, truncated, info = base_env.step(np.zeros(2, dtype=np.float32))
+    assert terminated and not truncated and info["is_success"] is True
+    assert info["distance"] <= 0.5
+    assert reward == pytest.approx(math.exp(-info["distance"]) - 1.0)
+
+    # Just outside the success radius: no termination.
+    base_env.reset(seed=0)
+    data.qpos[:2] = goal + np.array([0.0, 0.56])
+    data.qvel[:] = 0.0
+    mujoco.mj_forward(model, data)
+    _, _, terminated, _, info = base_env.step(np.zeros(2, dtype=np.float32))
+    assert info["distance"] > 0.5 and not terminated and info["is_success"] is False
+
+
+def test_step_matches_gymnasium_robotics_point_env() -> None:
+    """The lean step reproduces PointEnv.step bit for bit (wall contacts included)."""
+    ours = MazeNavigationEnv(start_noise=0.0)
+    ours.reset(seed=0)
+    ref = MazeNavigationEnv(start_noise=0.0)
+    ref.reset(seed=0)
+    actions = np.clip(np.random.default_rng(0).normal(0.5, 1.0, size=(400, 2)), -1.5, 1.5)
+    for action in actions:
+        obs, *_ = ours.step(action)
+        ref_obs = ref.maze_env.point_env.step(action)[0]
+        np.testing.assert_array_equal(obs, ref_obs.astype(np.float32))
+        np.testing.assert_array_equal(ours.maze_env.data.qpos, ref.maze_env.data.qpos)
+        np.testing.assert_array_equal(ours.maze_env.data.qvel, ref.maze_env.data.qvel)
+        assert ours.observation_space.contains(obs)
+    ours.close()
+    ref.close()
+
+
+def test_time_limit_truncates() -> None:
+    env = gym.make("MazeNavigation-v0", task_id=9)
+    env.reset(seed=0)
+    for t in range(600):
+        _, _, terminated, truncated, _ = env.step(np.zeros(2, dtype=np.float32))
+        assert not terminated
+        assert truncated == (t == 599)
+    env.close()
+
+
+def test_bad_inputs(base_env: MazeNavigationEnv) -> None:
+    with pytest.raises(ValueError, match="out of range"):
+        base_env.set_task(10)
+    with pytest.raises(TypeError, match="task_id must be an int"):
+        base_env.set_task("0")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="out of range"):
+        MazeNavigationEnv(task_id=-1)
+    with pytest.raises(ValueError, match="takes no options"):
+        base_env.reset(options={"goal_cell": (1, 1)})
+    with pytest.raises(ValueError, match="render_mode"):
+        MazeNavigationEnv(render_mode="human")
+    with pytest.raises(ValueError, match="shape"):
+        base_env.reset(seed=0)
+        base_env.step(np.zeros(3))
+    env = make_env()
+    with pytest.raises(ValueError, match="out of range"):
+        env.reset(options={"task_id": 12})
+    with pytest.raises(ValueError, match="takes no options"):
+        env.reset(options={"task_id": 1, "reset_cell": (1, 1)})
+    with pytest.raises(ValueError, match="out of range"):
+        gym.make("MazeNavigation-v0", task_id=10)
+    env.close()
+
+
+def test_random_task_per_episode_and_render() -> None:
+    env = make_env(render_mode="rgb_array", width=96, height=72)
+    seen = {env.reset(seed=s)[1]["task_id"] for s in range(40)}
+    assert len(seen) >= 8
+    _, info = env.reset(options={"task_id": 4})
+    assert info["task_id"] == 4 and env.env.unwrapped.task_id == 4  # type: ignore[attr-defined]
+    img = env.render()
+    assert img.shape == (72, 96, 3) and img.dtype == np.uint8 and img.std() > 0
+    env.close()
