@@ -3,10 +3,14 @@
 from sb3_qmp import envs as _envs  # noqa: F401  (registers the gymnasium ids)
 from sb3_qmp.common.multitask_env import MultiTaskWrapper
 from sb3_qmp.common.vec_env import TaskAssignmentWrapper, make_multitask_vec_env
+from sb3_qmp.mtsac import MultiTaskSAC
+from sb3_qmp.qmp import QMP
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "QMP",
+    "MultiTaskSAC",
     "MultiTaskWrapper",
     "TaskAssignmentWrapper",
     "__version__",

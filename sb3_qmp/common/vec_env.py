@@ -16,10 +16,7 @@ from sb3_qmp.common.multitask_env import MultiTaskWrapper
 def get_num_tasks(env: VecEnv | gym.Env) -> int:
     """Read the number of tasks of a (vectorized) multi-task env, with a helpful error if absent."""
     try:
-        if isinstance(env, VecEnv):
-            num_tasks = env.get_attr("num_tasks", indices=[0])[0]
-        else:
-            num_tasks = env.get_wrapper_attr("num_tasks")
+        num_tasks = env.get_attr("num_tasks", indices=[0])[0] if isinstance(env, VecEnv) else env.get_wrapper_attr("num_tasks")
     except AttributeError as e:
         raise ValueError(
             "This env carries no task information (no `num_tasks` attribute). Build it with "

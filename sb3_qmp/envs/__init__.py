@@ -24,11 +24,14 @@ def make_multi_goal_point(task_id: int | None = None, **kwargs: Any) -> MultiTas
 def register_envs() -> None:
     """Register this package's env ids (idempotent)."""
     specs: dict[str, dict[str, Any]] = {
-        "MultiGoalPoint-v0": {"entry_point": "sb3_qmp.envs:make_multi_goal_point", "max_episode_steps": 50},
+        "MultiGoalPoint-v0": {"entry_point": "sb3_qmp.envs:make_multi_goal_point", "max_episode_steps": 30},
         # The paper's task sets (need the `envs` extra: mujoco, dm-control, gymnasium-robotics, metaworld).
         "MultistageReacher-v0": {"entry_point": "sb3_qmp.envs.reacher:make_env", "max_episode_steps": 200},
         "MazeNavigation-v0": {"entry_point": "sb3_qmp.envs.maze:make_env", "max_episode_steps": 600},
-        "MetaWorldDoorDrawer-v0": {"entry_point": "sb3_qmp.envs.metaworld_door_drawer:make_env", "max_episode_steps": 500},
+        "MetaWorldDoorDrawer-v0": {
+            "entry_point": "sb3_qmp.envs.metaworld_door_drawer:make_env",
+            "max_episode_steps": 500,
+        },
         "MetaWorldMT10-v0": {"entry_point": "sb3_qmp.envs.mt10:make_env", "max_episode_steps": 500},
     }
     for env_id, kwargs in specs.items():

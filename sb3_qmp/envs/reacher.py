@@ -311,9 +311,7 @@ class MultistageReacherEnv(gym.Env):
         if options:
             unknown = sorted(set(options) - {"task_id"})
             if unknown:
-                raise ValueError(
-                    f"MultistageReacherEnv.reset got unknown options {unknown}; the only option is 'task_id'."
-                )
+                raise ValueError(f"MultistageReacherEnv.reset got unknown options {unknown}; the only option is 'task_id'.")
             self.set_task(options["task_id"])
         self.task_id = self._next_task
         mujoco.mj_resetData(self.model, self.data)

@@ -1,0 +1,144 @@
+"""Per-task replay storage that is still an SB3 ``ReplayBuffer`` (so save/load_replay_buffer work)."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.buffers import BaseBuffer, ReplayBuffer
+from stable_baselines3.common.vec_env import VecNormalize
+
+
+class MultiTaskReplayBufferSamples(NamedTuple):
+    """A batch per task: leading dimension T, then ``batch_size``."""
+
+    observations: th.Tensor  # (T, B, obs_dim)
+    actions: th.Tensor  # (T, B, action_dim)
+    next_observations: th.Tensor  # (T, B, obs_dim)
+    dones: th.Tensor  # (T, B)
+    rewards: th.Tensor  # (T, B)
+
+
+class MultiTaskReplayBuffer(ReplayBuffer):
+    """T ring buffers of ``buffer_size`` transitions each, one per task.
+
+    Every transition goes to the buffer of the task named by the one-hot suffix of its
+    observation, whichever policy acted: that is what keeps each task's learning on its own
+    data (and its own reward) while the behaviour policy is shared.
+
+    :param buffer_size: capacity **per task**.
+    :param observation_space: observation space (base observation + one-hot task suffix).
+    :param action_space: action space.
+    :param device: PyTorch device of the sampled tensors.
+    :param n_envs: number of parallel envs.
+    :param optimize_memory_usage: not supported (must be ``False``).
+    :param handle_timeout_termination: treat time-limit truncation as non-terminal.
+    :param num_tasks: number of tasks T (set by the algorithm).
+    """
+
+    def __init__(
+        self,
+        buffer_size: int,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        device: th.device | str = "auto",
+        n_envs: int = 1,
+        optimize_memory_usage: bool = False,
+        handle_timeout_termination: bool = True,
+        num_tasks: int | None = None,
+    ) -> None:
+        # ReplayBuffer.__init__ would allocate (buffer_size, n_envs) storage; ours is (T, buffer_size).
+        BaseBuffer.__init__(self, buffer_size, observation_space, action_space, device, n_envs=n_envs)
+        if optimize_memory_usage:
+            raise ValueError("MultiTaskReplayBuffer does not support optimize_memory_usage=True.")
+        if num_tasks is None or num_tasks < 1:
+            raise ValueError(f"MultiTaskReplayBuffer needs num_tasks >= 1, got {num_tasks!r}.")
+        self.num_tasks = num_tasks
+        self.optimize_memory_usage = False
+        self.handle_timeout_termination = handle_timeout_termination
+        obs_dtype = np.float32 if observation_space.dtype == np.float64 else observation_space.dtype
+        shape = (num_tasks, buffer_size)
+        self.observations = np.zeros((*shape, *self.obs_shape), dtype=obs_dtype)
+        self.next_observations = np.zeros((*shape, *self.obs_shape), dtype=obs_dtype)
+        self.actions = np.zeros((*shape, self.action_dim), dtype=np.float32)
+        self.rewards = np.zeros(shape, dtype=np.float32)
+        self.dones = np.zeros(shape, dtype=np.float32)
+        self.timeouts = np.zeros(shape, dtype=np.float32)
+        self.task_pos = np.zeros(num_tasks, dtype=np.int64)
+        self.task_full = np.zeros(num_tasks, dtype=bool)
+
+    def task_sizes(self) -> np.ndarray:
+        """Number of stored transitions of every task, shape ``(T,)``."""
+        return np.where(self.task_full, self.buffer_size, self.task_pos)
+
+    def size(self) -> int:
+        return int(self.task_sizes().sum())
+
+    def reset(self) -> None:
+        super().reset()
+        self.task_pos[:] = 0
+        self.task_full[:] = False
+
+    def tasks_of(self, obs: np.ndarray) -> np.ndarray:
+        return np.argmax(obs[..., -self.num_tasks :], axis=-1)
+
+    def add(  # type: ignore[override]
+        self,
+        obs: np.ndarray,
+        next_obs: np.ndarray,
+        action: np.ndarray,
+        reward: np.ndarray,
+        done: np.ndarray,
+        infos: list[dict[str, Any]],
+    ) -> None:
+        obs = obs.reshape((self.n_envs, *self.obs_shape))
+        tasks = self.tasks_of(obs)
+        counts = np.bincount(tasks, minlength=self.num_tasks)
+        # Rows of the same task get consecutive slots: rank of each row within its task group.
+        order = np.argsort(tasks, kind="stable")
+        rank = np.empty(self.n_envs, dtype=np.int64)
+        rank[order] = np.arange(self.n_envs) - (np.cumsum(counts) - counts)[tasks[order]]
+        idx = (self.task_pos[tasks] + rank) % self.buffer_size
+
+        self.observations[tasks, idx] = obs
+        self.next_observations[tasks, idx] = next_obs.reshape((self.n_envs, *self.obs_shape))
+        self.actions[tasks, idx] = action.reshape((self.n_envs, self.action_dim))
+        self.rewards[tasks, idx] = reward
+        self.dones[tasks, idx] = done
+        if self.handle_timeout_termination:
+            self.timeouts[tasks, idx] = [info.get("TimeLimit.truncated", False) for info in infos]
+
+        new_pos = self.task_pos + counts
+        self.task_full |= new_pos >= self.buffer_size
+        self.task_pos = new_pos % self.buffer_size
+        self.pos, self.full = int(self.task_pos.max()), bool(self.task_full.all())
+
+    def sample(  # type: ignore[override]
+        self, batch_size: int, env: VecNormalize | None = None
+    ) -> MultiTaskReplayBufferSamples:
+        """``batch_size`` transitions of every task, uniformly from that task's own buffer."""
+        sizes = self.task_sizes()
+        if (sizes == 0).any():
+            empty = np.flatnonzero(sizes == 0).tolist()
+            raise RuntimeError(
+                f"No transitions stored yet for task(s) {empty}: every task needs data before a gradient step. "
+                "Check that every task has at least one sub-env (make_multitask_vec_env does this)."
+            )
+        idx = np.random.randint(0, sizes[:, None], size=(self.num_tasks, batch_size))
+        rows = np.arange(self.num_tasks)[:, None]
+        return self._get_samples_2d(rows, idx, env)
+
+    def _get_samples_2d(
+        self, rows: np.ndarray, idx: np.ndarray, env: VecNormalize | None = None
+    ) -> MultiTaskReplayBufferSamples:
+        dones = self.dones[rows, idx] * (1.0 - self.timeouts[rows, idx])
+        data = (
+            self._normalize_obs(self.observations[rows, idx], env),
+            self.actions[rows, idx],
+            self._normalize_obs(self.next_observations[rows, idx], env),
+            dones,
+            self._normalize_reward(self.rewards[rows, idx], env),
+        )
+        return MultiTaskReplayBufferSamples(*(th.as_tensor(x, dtype=th.float32, device=self.device) for x in data))

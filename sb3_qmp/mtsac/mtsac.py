@@ -1,0 +1,459 @@
+"""MultiTaskSAC: T SAC agents in one SB3 off-policy algorithm, with a pluggable behaviour policy."""
+
+from __future__ import annotations
+
+import io
+import pathlib
+import warnings
+from collections import deque
+from typing import Any, ClassVar, TypeVar
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.noise import ActionNoise
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.save_util import load_from_zip_file
+from stable_baselines3.common.type_aliases import GymEnv, Schedule
+from stable_baselines3.common.utils import polyak_update, safe_mean
+from stable_baselines3.common.vec_env import VecEnv
+from torch.nn import functional as F
+
+from sb3_qmp.common.buffers import MultiTaskReplayBuffer
+from sb3_qmp.common.collectors import make_collector
+from sb3_qmp.common.vec_env import get_num_tasks
+from sb3_qmp.mtsac.policies import MlpPolicy, MultiTaskSACPolicy
+
+SelfMultiTaskSAC = TypeVar("SelfMultiTaskSAC", bound="MultiTaskSAC")
+
+
+class MultiTaskSAC(OffPolicyAlgorithm):
+    """Multi-task Soft Actor-Critic: one SAC agent per task, trained on its own task's data only.
+
+    Every gradient step updates every task with ``batch_size`` samples from that task's replay
+    buffer (one batched computation for all T tasks). Which policy *acts* while collecting data
+    for a task is decided by the ``collector`` (``"own"`` = independent SAC agents, ``"qswitch"``
+    = QMP, ``"uniform"``, ``"fixed"``); every transition is stored for the task of the env row
+    that produced it, with that task's reward.
+
+    The env must be a multi-task env (see :func:`sb3_qmp.make_multitask_vec_env`): observations
+    end with a one-hot task id, which routes every row to its task.
+
+    :param policy: the policy (``"MlpPolicy"`` or a :class:`MultiTaskSACPolicy` subclass). An env
+        may be passed here directly (``QMP(env)``), meaning ``"MlpPolicy"``.
+    :param env: the multi-task environment (VecEnv, gym env or registered id).
+    :param learning_rate: learning rate of actors, critics and entropy coefficients (or schedule).
+    :param buffer_size: replay capacity **per task**.
+    :param learning_starts: env steps (all tasks together) of uniform-random actions before learning.
+    :param batch_size: minibatch size **per task** for every gradient step.
+    :param tau: soft update coefficient of the target critics.
+    :param gamma: discount factor.
+    :param train_freq: update every ``train_freq`` vec-env steps (or ``(n, "episode")``).
+    :param gradient_steps: gradient steps after each rollout (``-1``: as many as env steps).
+    :param action_noise: optional extra exploration noise (added after the collector's action).
+    :param ent_coef: entropy coefficient, ``"auto"`` (learned per task, init 1) or ``"auto_0.1"``
+        (learned, init 0.1) or a float (fixed for every task).
+    :param target_update_interval: gradient steps between target-critic updates.
+    :param target_entropy: target entropy of the automatic tuning (``"auto"`` = ``-|A|``).
+    :param collector: behaviour policy for data collection: ``"own"``, ``"qswitch"``, ``"uniform"``
+        or ``"fixed"`` (``None`` = the class default).
+    :param collector_kwargs: keyword arguments of the collector (e.g. ``score``, ``commit_steps``,
+        ``own_prob``, ``matrix``); see :mod:`sb3_qmp.common.collectors`.
+    :param replay_buffer_class: replay buffer class (a :class:`MultiTaskReplayBuffer` subclass).
+    :param replay_buffer_kwargs: keyword arguments of the replay buffer.
+    :param stats_window_size: window of the rollout statistics (per task too).
+    :param tensorboard_log: tensorboard log directory.
+    :param policy_kwargs: keyword arguments of the policy (``net_arch``, ``activation_fn``, ``n_critics``,
+        ``task_id_input``, ...).
+    :param verbose: 0 none, 1 info, 2 debug.
+    :param seed: random seed.
+    :param device: PyTorch device.
+    :param _init_setup_model: build the networks at construction.
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": MlpPolicy}
+    default_collector: ClassVar[str] = "own"
+    policy: MultiTaskSACPolicy
+    replay_buffer: MultiTaskReplayBuffer
+
+    def __init__(
+        self,
+        policy: str | type[MultiTaskSACPolicy] | GymEnv = "MlpPolicy",
+        env: GymEnv | str | None = None,
+        learning_rate: float | Schedule = 3e-4,
+        buffer_size: int = 1_000_000,
+        learning_starts: int = 100,
+        batch_size: int = 256,
+        tau: float = 0.005,
+        gamma: float = 0.99,
+        train_freq: int | tuple[int, str] = 1,
+        gradient_steps: int = 1,
+        action_noise: ActionNoise | None = None,
+        ent_coef: str | float = "auto",
+        target_update_interval: int = 1,
+        target_entropy: str | float = "auto",
+        collector: str | None = None,
+        collector_kwargs: dict[str, Any] | None = None,
+        replay_buffer_class: type[ReplayBuffer] | None = None,
+        replay_buffer_kwargs: dict[str, Any] | None = None,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        _init_setup_model: bool = True,
+    ) -> None:
+        if isinstance(policy, (gym.Env, VecEnv)):
+            if env is not None:
+                raise TypeError("Got two envs: pass either `Algo(env)` or `Algo('MlpPolicy', env)`.")
+            policy, env = "MlpPolicy", policy
+        super().__init__(
+            policy,  # type: ignore[arg-type]
+            env,  # type: ignore[arg-type]
+            learning_rate,
+            buffer_size,
+            learning_starts,
+            batch_size,
+            tau,
+            gamma,
+            train_freq,
+            gradient_steps,
+            action_noise,
+            replay_buffer_class=replay_buffer_class,
+            replay_buffer_kwargs=replay_buffer_kwargs,
+            policy_kwargs=policy_kwargs,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            verbose=verbose,
+            device=device,
+            seed=seed,
+            sde_support=False,
+            support_multi_env=True,
+            supported_action_spaces=(spaces.Box,),
+        )
+        self.ent_coef = ent_coef
+        self.target_update_interval = target_update_interval
+        self.target_entropy = target_entropy
+        self.ent_coef_optimizer: th.optim.Adam | None = None
+        self.collector_name = collector if collector is not None else self.default_collector
+        self.collector_kwargs = dict(collector_kwargs or {})
+        self.num_tasks = get_num_tasks(self.env) if self.env is not None else 0
+        self.selection_counts: np.ndarray | None = None
+
+        if _init_setup_model:
+            if self.env is None:
+                raise ValueError(f"{type(self).__name__} needs a multi-task env to build its networks.")
+            self._setup_model()
+
+    # ------------------------------------------------------------------------------------------
+    # Set-up
+    # ------------------------------------------------------------------------------------------
+    def _check_env_for_tasks(self, env: VecEnv) -> None:
+        normalize = self._vec_normalize_env
+        if normalize is not None and normalize.norm_obs:
+            raise ValueError(
+                "VecNormalize(norm_obs=True) would rescale the one-hot task id that routes every observation to "
+                "its task. Use VecNormalize(norm_obs=False) (reward normalisation is fine) or normalise inside each env."
+            )
+
+    def _setup_model(self) -> None:
+        if self.num_tasks < 1:
+            raise ValueError("No task count: build the model with a multi-task env (sb3_qmp.make_multitask_vec_env).")
+        if self.env is not None:
+            self._check_env_for_tasks(self.env)
+        if self.replay_buffer_class is None:
+            self.replay_buffer_class = MultiTaskReplayBuffer
+        elif not issubclass(self.replay_buffer_class, MultiTaskReplayBuffer):
+            raise ValueError(
+                f"{type(self).__name__} needs a MultiTaskReplayBuffer (per-task storage), "
+                f"got {self.replay_buffer_class.__name__}."
+            )
+        self.replay_buffer_kwargs["num_tasks"] = self.num_tasks
+        self.policy_kwargs["num_tasks"] = self.num_tasks
+        super()._setup_model()
+        self._create_aliases()
+
+        self.target_entropy_value = (
+            -float(np.prod(self.action_space.shape))  # type: ignore[arg-type]
+            if self.target_entropy == "auto"
+            else float(self.target_entropy)
+        )
+        if isinstance(self.ent_coef, str) and self.ent_coef.startswith("auto"):
+            init_value = float(self.ent_coef.split("_")[1]) if "_" in self.ent_coef else 1.0
+            if init_value <= 0.0:
+                raise ValueError(f"The initial value of ent_coef must be > 0, got {init_value}.")
+            self.log_ent_coef = th.full((self.num_tasks,), float(np.log(init_value)), device=self.device)
+            self.log_ent_coef.requires_grad_(True)
+            self.ent_coef_optimizer = th.optim.Adam([self.log_ent_coef], lr=self.lr_schedule(1))
+        else:
+            self.ent_coef_tensor = th.full((self.num_tasks,), float(self.ent_coef), device=self.device)
+
+        self.collector = make_collector(self.collector_name, self.num_tasks, **self.collector_kwargs)
+        if self.selection_counts is None:
+            self.selection_counts = np.zeros((self.num_tasks, self.num_tasks), dtype=np.int64)
+        self._reset_task_stats()
+
+    def _create_aliases(self) -> None:
+        self.actor = self.policy.actor
+        self.critic = self.policy.critic
+        self.critic_target = self.policy.critic_target
+
+    def _reset_task_stats(self) -> None:
+        self.task_ep_rew_buffer = [deque(maxlen=self._stats_window_size) for _ in range(self.num_tasks)]
+        self.task_success_buffer = [deque(maxlen=self._stats_window_size) for _ in range(self.num_tasks)]
+
+    def set_env(self, env: GymEnv, force_reset: bool = True) -> None:
+        env_tasks = get_num_tasks(env)
+        if self.num_tasks and env_tasks != self.num_tasks:
+            raise ValueError(
+                f"This model has {self.num_tasks} tasks but the env has {env_tasks}. "
+                "Use an env with the same task set as the one the model was trained on."
+            )
+        super().set_env(env, force_reset)
+        self._check_env_for_tasks(self.env)  # type: ignore[arg-type]
+        self.collector.reset_state(self.n_envs)
+
+    @classmethod
+    def load(  # type: ignore[override]
+        cls: type[SelfMultiTaskSAC],
+        path: str | pathlib.Path | io.BufferedIOBase,
+        env: GymEnv | None = None,
+        device: th.device | str = "auto",
+        custom_objects: dict[str, Any] | None = None,
+        print_system_info: bool = False,
+        force_reset: bool = True,
+        **kwargs: Any,
+    ) -> SelfMultiTaskSAC:
+        if isinstance(path, (str, pathlib.Path)):
+            candidates = [pathlib.Path(path), pathlib.Path(f"{path}.zip")]
+            if not any(p.is_file() for p in candidates):
+                raise FileNotFoundError(f"No saved model at {path!s} (nor {path!s}.zip). Check the path.")
+        if env is not None:
+            data, _, _ = load_from_zip_file(path, device=device, custom_objects=custom_objects)
+            if data is not None and data.get("num_tasks") not in (None, get_num_tasks(env)):
+                raise ValueError(
+                    f"The saved model was trained on {data['num_tasks']} tasks but the env has "
+                    f"{get_num_tasks(env)}. Load it with an env of the same task set."
+                )
+            if isinstance(path, io.BufferedIOBase):
+                path.seek(0)
+        return super().load(  # type: ignore[return-value]
+            path,
+            env=env,
+            device=device,
+            custom_objects=custom_objects,
+            print_system_info=print_system_info,
+            force_reset=force_reset,
+            **kwargs,
+        )
+
+    # ------------------------------------------------------------------------------------------
+    # Collection
+    # ------------------------------------------------------------------------------------------
+    def _sample_action(
+        self,
+        learning_starts: int,
+        action_noise: ActionNoise | None = None,
+        n_envs: int = 1,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if self.num_timesteps < learning_starts:
+            scaled_action = self.policy.scale_action(np.array([self.action_space.sample() for _ in range(n_envs)]))
+        else:
+            assert self._last_obs is not None, "self._last_obs was not set"
+            obs = th.as_tensor(self._last_obs, dtype=th.float32, device=self.device)
+            with th.no_grad():
+                features, tasks = self.policy.split_obs(obs)
+                actions, chosen = self.collector.select(self.policy, features, tasks)
+            scaled_action = actions.cpu().numpy()
+            assert self.selection_counts is not None
+            np.add.at(self.selection_counts, (tasks.cpu().numpy(), chosen.cpu().numpy()), 1)
+        if action_noise is not None:
+            scaled_action = np.clip(scaled_action + action_noise(), -1, 1)
+        return self.policy.unscale_action(scaled_action), scaled_action
+
+    def _store_transition(
+        self,
+        replay_buffer: ReplayBuffer,
+        buffer_action: np.ndarray,
+        new_obs: np.ndarray | dict[str, np.ndarray],
+        reward: np.ndarray,
+        dones: np.ndarray,
+        infos: list[dict[str, Any]],
+    ) -> None:
+        super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
+        self.collector.episode_done(dones)
+
+    def _update_info_buffer(self, infos: list[dict[str, Any]], dones: np.ndarray | None = None) -> None:
+        super()._update_info_buffer(infos, dones)
+        if dones is None:
+            return
+        for info, done in zip(infos, dones):
+            task = info.get("task_id")
+            if not done or task is None:
+                continue
+            if "episode" in info:
+                self.task_ep_rew_buffer[task].append(info["episode"]["r"])
+            success = info.get("is_success", info.get("success"))
+            if success is not None:
+                self.task_success_buffer[task].append(float(success))
+
+    def selection_matrix(self, normalize: bool = True) -> np.ndarray:
+        """T x T matrix: row i, column j = how often policy j acted while collecting for task i
+        (row-normalised by default; paper Figure 5b)."""
+        assert self.selection_counts is not None
+        counts = self.selection_counts.astype(np.float64)
+        if not normalize:
+            return counts
+        totals = counts.sum(axis=1, keepdims=True)
+        return np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+
+    def dump_logs(self) -> None:
+        for task in range(self.num_tasks):
+            if self.task_ep_rew_buffer[task]:
+                self.logger.record(f"rollout/task_{task}/ep_rew_mean", safe_mean(self.task_ep_rew_buffer[task]))
+            if self.task_success_buffer[task]:
+                self.logger.record(f"rollout/task_{task}/success_rate", safe_mean(self.task_success_buffer[task]))
+        if self.selection_counts is not None and self.selection_counts.sum() > 0:
+            own = np.diag(self.selection_matrix())
+            self.logger.record("collect/own_policy_frac", float(own.mean()))
+            for task in range(self.num_tasks):
+                self.logger.record(f"collect/task_{task}/own_policy_frac", float(own[task]), exclude="stdout")
+            commitment = self.collector.mean_commitment()
+            for task in np.flatnonzero(np.isfinite(commitment)):
+                self.logger.record(f"collect/task_{task}/mean_commitment", float(commitment[task]), exclude="stdout")
+        super().dump_logs()
+
+    # ------------------------------------------------------------------------------------------
+    # Training
+    # ------------------------------------------------------------------------------------------
+    def _entropy_coef(self, log_prob: th.Tensor) -> tuple[th.Tensor, th.Tensor | None]:
+        """Per-task entropy coefficient ``(T,)`` and its loss (``None`` when fixed)."""
+        if self.ent_coef_optimizer is None:
+            return self.ent_coef_tensor, None
+        ent_coef = th.exp(self.log_ent_coef.detach())
+        ent_coef_loss = -(self.log_ent_coef * (log_prob + self.target_entropy_value).detach().mean(dim=1)).sum()
+        return ent_coef, ent_coef_loss
+
+    def _actor_loss(self, features: th.Tensor, ent_coef: th.Tensor, actions_pi: th.Tensor, log_prob: th.Tensor) -> th.Tensor:
+        """Per-task SAC actor loss ``(T,)``; subclasses (e.g. DnC) add their terms here."""
+        # The critic is frozen here: the actor loss must not spend time on critic weight gradients.
+        self.critic.requires_grad_(False)
+        q_pi = self.critic(features, actions_pi).min(dim=0).values  # (T, B)
+        self.critic.requires_grad_(True)
+        return (ent_coef[:, None] * log_prob - q_pi).mean(dim=1)
+
+    def train(self, gradient_steps: int, batch_size: int = 64) -> None:
+        if (self.replay_buffer.task_sizes() == 0).any():
+            warnings.warn(
+                "Skipping gradient steps: some tasks have no transitions yet "
+                f"(per-task sizes {self.replay_buffer.task_sizes().tolist()}).",
+                stacklevel=2,
+            )
+            return
+        self.policy.set_training_mode(True)
+        optimizers = [self.actor.optimizer, self.critic.optimizer]
+        if self.ent_coef_optimizer is not None:
+            optimizers.append(self.ent_coef_optimizer)
+        self._update_learning_rate(optimizers)
+
+        stats: dict[str, list[th.Tensor]] = {"actor_loss": [], "critic_loss": [], "ent_coef": []}
+        if self.ent_coef_optimizer is not None:
+            stats["ent_coef_loss"] = []
+        for gradient_step in range(gradient_steps):
+            data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
+            features, _ = self.policy.split_obs(data.observations)
+            next_features, _ = self.policy.split_obs(data.next_observations)
+
+            actions_pi, log_prob = self.actor.action_log_prob(features)
+            ent_coef, ent_coef_loss = self._entropy_coef(log_prob)
+            if ent_coef_loss is not None:
+                assert self.ent_coef_optimizer is not None
+                self.ent_coef_optimizer.zero_grad()
+                ent_coef_loss.backward()
+                self.ent_coef_optimizer.step()
+                stats["ent_coef_loss"].append(ent_coef_loss.detach())
+
+            with th.no_grad():
+                next_actions, next_log_prob = self.actor.action_log_prob(next_features)
+                next_q = self.critic_target(next_features, next_actions).min(dim=0).values
+                next_q = next_q - ent_coef[:, None] * next_log_prob
+                target_q = data.rewards + (1.0 - data.dones) * self.gamma * next_q  # (T, B)
+
+            current_q = self.critic(features, data.actions)  # (C, T, B)
+            # Per task: 0.5 * sum over critics of the MSE, as SB3's SAC; summed over tasks,
+            # whose parameters are disjoint, so each task gets exactly its own gradient.
+            critic_loss = 0.5 * F.mse_loss(current_q, target_q.expand_as(current_q), reduction="none").mean(dim=2).sum(0)
+            self.critic.optimizer.zero_grad()
+            critic_loss.sum().backward()
+            self.critic.optimizer.step()
+
+            actor_loss = self._actor_loss(features, ent_coef, actions_pi, log_prob)
+            self.actor.optimizer.zero_grad()
+            actor_loss.sum().backward()
+            self.actor.optimizer.step()
+
+            if gradient_step % self.target_update_interval == 0:
+                polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
+
+            stats["actor_loss"].append(actor_loss.detach())
+            stats["critic_loss"].append(critic_loss.detach())
+            stats["ent_coef"].append(ent_coef)
+
+        self._n_updates += gradient_steps
+        self._on_train_end(gradient_steps)
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        for key, values in stats.items():
+            per_task = th.stack(values).mean(dim=0).cpu().numpy()
+            if per_task.ndim == 0:
+                per_task = np.full(self.num_tasks, float(per_task))
+            self.logger.record(f"train/{key}", float(per_task.mean()))
+            for task, value in enumerate(per_task):
+                self.logger.record(f"train/task_{task}/{key}", float(value), exclude="stdout")
+
+    def _on_train_end(self, gradient_steps: int) -> None:
+        """Hook after every ``train`` call (DnC distillation uses it)."""
+
+    # ------------------------------------------------------------------------------------------
+    # Save / load
+    # ------------------------------------------------------------------------------------------
+    def _excluded_save_params(self) -> list[str]:
+        return [
+            *super()._excluded_save_params(),
+            "actor",
+            "critic",
+            "critic_target",
+            "collector",
+            "task_ep_rew_buffer",
+            "task_success_buffer",
+        ]
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        state_dicts = ["policy", "actor.optimizer", "critic.optimizer"]
+        if self.ent_coef_optimizer is not None:
+            saved_pytorch_variables = ["log_ent_coef"]
+            state_dicts.append("ent_coef_optimizer")
+        else:
+            saved_pytorch_variables = ["ent_coef_tensor"]
+        return state_dicts, saved_pytorch_variables
+
+    def learn(
+        self: SelfMultiTaskSAC,
+        total_timesteps: int,
+        callback: Any = None,
+        log_interval: int = 4,
+        tb_log_name: str | None = None,
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfMultiTaskSAC:
+        return super().learn(
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name or type(self).__name__,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )
