@@ -68,6 +68,20 @@ class TaskAssignmentWrapper(VecEnvWrapper):
         return self.venv.step_wait()
 
 
+class _MakeRegisteredEnv:
+    """Picklable env factory that registers this package's ids first (SubprocVecEnv workers
+    start in fresh interpreters where ``import sb3_qmp`` has not run)."""
+
+    def __init__(self, env_id: str, env_kwargs: dict[str, Any]) -> None:
+        self.env_id = env_id
+        self.env_kwargs = env_kwargs
+
+    def __call__(self) -> gym.Env:
+        import sb3_qmp.envs  # noqa: F401
+
+        return gym.make(self.env_id, **self.env_kwargs)
+
+
 def make_multitask_vec_env(
     env: str | Sequence[Callable[[], gym.Env]] | Callable[[], gym.Env],
     n_envs_per_task: int = 1,
@@ -94,8 +108,8 @@ def make_multitask_vec_env(
     if n_envs_per_task < 1:
         raise ValueError(f"n_envs_per_task must be >= 1, got {n_envs_per_task}.")
     if isinstance(env, str):
-        probe = gym.make(env, **(env_kwargs or {}))
-        env_factory: str | Callable[[], gym.Env] = env
+        env_factory: Callable[[], gym.Env] = _MakeRegisteredEnv(env, env_kwargs or {})
+        probe = env_factory()
     elif callable(env):
         probe = env()
         env_factory = env
@@ -114,7 +128,6 @@ def make_multitask_vec_env(
         env_factory,
         n_envs=n_envs_per_task * num_tasks,
         seed=seed,
-        env_kwargs=env_kwargs if isinstance(env, str) else None,
         monitor_dir=monitor_dir,
         wrapper_class=wrapper_class,
         vec_env_cls=vec_env_cls,

@@ -24,7 +24,7 @@ from torch.nn import functional as F
 
 from sb3_qmp.common.buffers import MultiTaskReplayBuffer
 from sb3_qmp.common.collectors import make_collector
-from sb3_qmp.common.vec_env import get_num_tasks
+from sb3_qmp.common.vec_env import get_num_tasks, make_multitask_vec_env
 from sb3_qmp.mtsac.policies import MlpPolicy, MultiTaskSACPolicy
 
 SelfMultiTaskSAC = TypeVar("SelfMultiTaskSAC", bound="MultiTaskSAC")
@@ -44,7 +44,8 @@ class MultiTaskSAC(OffPolicyAlgorithm):
 
     :param policy: the policy (``"MlpPolicy"`` or a :class:`MultiTaskSACPolicy` subclass). An env
         may be passed here directly (``QMP(env)``), meaning ``"MlpPolicy"``.
-    :param env: the multi-task environment (VecEnv, gym env or registered id).
+    :param env: the multi-task environment: a VecEnv (see :func:`sb3_qmp.make_multitask_vec_env`), a
+        gym env, or a registered id (built with one sub-env per task).
     :param learning_rate: learning rate of actors, critics and entropy coefficients (or schedule).
     :param buffer_size: replay capacity **per task**.
     :param learning_starts: env steps (all tasks together) of uniform-random actions before learning.
@@ -107,10 +108,15 @@ class MultiTaskSAC(OffPolicyAlgorithm):
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
     ) -> None:
-        if isinstance(policy, (gym.Env, VecEnv)):
+        if isinstance(policy, (gym.Env, VecEnv)) or (
+            isinstance(policy, str) and policy not in self.policy_aliases and policy in gym.registry
+        ):
             if env is not None:
                 raise TypeError("Got two envs: pass either `Algo(env)` or `Algo('MlpPolicy', env)`.")
             policy, env = "MlpPolicy", policy
+        if isinstance(env, str):
+            # An env id: one sub-env per task, each fixed to its task (SB3 would make a single env).
+            env = make_multitask_vec_env(env, seed=seed)
         super().__init__(
             policy,  # type: ignore[arg-type]
             env,  # type: ignore[arg-type]

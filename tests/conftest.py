@@ -1,0 +1,77 @@
+"""Shared fixtures: the built-in 4-task point env and small, fast model settings."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import numpy as np
+import pytest
+import torch as th
+
+import sb3_qmp  # noqa: F401  (registers the env ids)
+from sb3_qmp import make_multitask_vec_env
+
+# Tiny networks and buffers: every test model trains in well under a second per 100 steps.
+SMALL_KWARGS = dict(learning_starts=50, batch_size=32, buffer_size=5_000, policy_kwargs=dict(net_arch=[32, 32]))
+
+
+@pytest.fixture(autouse=True)
+def _single_thread() -> None:
+    # Two CI cores: intra-op threads only add contention for these tiny matmuls.
+    th.set_num_threads(1)
+
+
+@pytest.fixture
+def point_env():
+    env = make_multitask_vec_env("MultiGoalPoint-v0", n_envs_per_task=1, seed=0)
+    yield env
+    env.close()
+
+
+def task_slice(param: th.Tensor, task: int, num_tasks: int) -> th.Tensor:
+    """Task ``task``'s part of a batched parameter (actor: member t; critic: members c*T + t)."""
+    members = param.shape[0]
+    if members == num_tasks:
+        return param[task]
+    return param.view(members // num_tasks, num_tasks, *param.shape[1:])[:, task]
+
+
+def params_of(model) -> dict[str, th.Tensor]:
+    return {k: v.detach().clone() for k, v in model.policy.state_dict().items()}
+
+
+def assert_same_params(a: dict[str, th.Tensor], b: dict[str, th.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert th.equal(a[key], b[key]), f"parameter {key} differs"
+
+
+def set_constant_actors(policy, means: np.ndarray) -> None:
+    """Make actor j output (almost) exactly ``means[j]`` whatever the state: zero output weights,
+    bias = atanh(mean), log-std at its minimum."""
+    out = policy.actor.net.output
+    action_dim = means.shape[1]
+    with th.no_grad():
+        out.weight.zero_()
+        out.bias[:, 0, :action_dim] = th.atanh(th.as_tensor(means, dtype=th.float32))
+        out.bias[:, 0, action_dim:] = -20.0
+
+
+def set_distance_critics(policy, targets: np.ndarray) -> None:
+    """Make every critic of task i compute ``Q_i(s, a) = -|a_0 - targets[i]|`` (needs net_arch of width >= 2)."""
+    q_net = policy.critic.q_net
+    num_tasks = policy.num_tasks
+    a0 = policy.features_dim  # input index of the first action dimension
+    first, second = q_net.hidden
+    with th.no_grad():
+        for layer in (*q_net.hidden, q_net.output):
+            layer.weight.zero_()
+            layer.bias.zero_()
+        for member in range(q_net.num_members):
+            target = float(targets[member % num_tasks])
+            first.weight[member, a0, 0], first.bias[member, 0, 0] = 1.0, -target  # relu(a0 - t)
+            first.weight[member, a0, 1], first.bias[member, 0, 1] = -1.0, target  # relu(t - a0)
+            second.weight[member, 0, 0] = second.weight[member, 1, 1] = 1.0
+            q_net.output.weight[member, 0, 0] = q_net.output.weight[member, 1, 0] = -1.0

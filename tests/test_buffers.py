@@ -1,0 +1,69 @@
+"""MultiTaskReplayBuffer: per-task ring buffers that stay an SB3 ReplayBuffer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from gymnasium import spaces
+from stable_baselines3.common.buffers import ReplayBuffer
+
+from sb3_qmp.common.buffers import MultiTaskReplayBuffer
+
+T, D = 3, 2
+OBS_SPACE = spaces.Box(-10, 10, shape=(D + T,), dtype=np.float32)
+ACT_SPACE = spaces.Box(-1, 1, shape=(1,), dtype=np.float32)
+
+
+def make_obs(tasks, value):
+    obs = np.zeros((len(tasks), D + T), dtype=np.float32)
+    obs[:, 0] = value
+    obs[np.arange(len(tasks)), D + np.asarray(tasks)] = 1.0
+    return obs
+
+
+def add(buffer, tasks, value):
+    obs = make_obs(tasks, value)
+    n = len(tasks)
+    infos = [{"TimeLimit.truncated": value % 2 == 0} for _ in range(n)]
+    buffer.add(obs, obs + 1, np.full((n, 1), value / 100), np.full(n, value), np.ones(n), infos)
+
+
+def test_rows_go_to_their_tasks_ring_buffer():
+    buffer = MultiTaskReplayBuffer(4, OBS_SPACE, ACT_SPACE, n_envs=5, num_tasks=T)
+    assert isinstance(buffer, ReplayBuffer)
+    add(buffer, [0, 2, 0, 1, 0], value=1)
+    np.testing.assert_array_equal(buffer.task_sizes(), [3, 1, 1])
+    np.testing.assert_array_equal(buffer.rewards[0, :3], 1)
+    add(buffer, [0, 2, 0, 1, 0], value=2)  # task 0 wraps: 6 transitions in 4 slots
+    assert buffer.task_full[0] and not buffer.task_full[1:].any()
+    np.testing.assert_array_equal(buffer.rewards[0], [2, 2, 1, 2])  # slots 3, 0, 1 overwritten in order
+    np.testing.assert_array_equal(buffer.task_sizes(), [4, 2, 2])
+    assert buffer.size() == 8
+    np.testing.assert_array_equal(buffer.timeouts[1, :2], [0, 1])
+
+
+def test_sample_shapes_and_task_purity():
+    buffer = MultiTaskReplayBuffer(100, OBS_SPACE, ACT_SPACE, n_envs=3, num_tasks=T)
+    for value in range(20):
+        add(buffer, [0, 1, 2], value)
+    batch = buffer.sample(16)
+    assert batch.observations.shape == (T, 16, D + T)
+    assert batch.actions.shape == (T, 16, 1) and batch.rewards.shape == (T, 16) and batch.dones.shape == (T, 16)
+    for task in range(T):
+        assert (batch.observations[task, :, D:].argmax(-1) == task).all()
+    # done is masked where the episode was only truncated (even values here)
+    np.testing.assert_array_equal(batch.dones.numpy(), (batch.rewards.numpy() % 2 == 1).astype(np.float32))
+
+
+def test_sampling_before_a_task_has_data_fails_clearly():
+    buffer = MultiTaskReplayBuffer(10, OBS_SPACE, ACT_SPACE, n_envs=1, num_tasks=T)
+    add(buffer, [1], 0)
+    with pytest.raises(RuntimeError, match=r"task\(s\) \[0, 2\]"):
+        buffer.sample(4)
+
+
+def test_bad_construction():
+    with pytest.raises(ValueError, match="num_tasks"):
+        MultiTaskReplayBuffer(10, OBS_SPACE, ACT_SPACE)
+    with pytest.raises(ValueError, match="optimize_memory_usage"):
+        MultiTaskReplayBuffer(10, OBS_SPACE, ACT_SPACE, optimize_memory_usage=True, num_tasks=T)

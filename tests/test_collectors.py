@@ -1,0 +1,217 @@
+"""The behaviour policies: Q-switch argmax, ties, options, own/uniform/fixed, commitment, own_prob."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from conftest import SMALL_KWARGS, set_constant_actors, set_distance_critics
+
+from sb3_qmp import QMP, MultiTaskSAC, MultiTaskWrapper, make_multitask_vec_env
+from sb3_qmp.common.collectors import QSwitchCollector, make_collector
+
+# Policy j proposes action (MEANS[j], 0); task i's critic prefers the proposal of PREFERRED[i].
+MEANS = np.array([[-0.6, 0.0], [-0.2, 0.0], [0.2, 0.0], [0.6, 0.0]])
+PREFERRED = np.array([2, 0, 3, 1])
+
+
+def hand_set_qmp(env, **collector_kwargs) -> QMP:
+    model = QMP(env, collector_kwargs=collector_kwargs, seed=0, **SMALL_KWARGS)
+    set_constant_actors(model.policy, MEANS)
+    set_distance_critics(model.policy, MEANS[PREFERRED, 0])
+    return model
+
+
+def select(model, obs: np.ndarray):
+    with th.no_grad():
+        features, tasks = model.policy.split_obs(th.as_tensor(obs, dtype=th.float32))
+        actions, chosen = model.collector.select(model.policy, features, tasks)
+    return actions.numpy(), chosen.numpy(), tasks.numpy()
+
+
+@pytest.mark.parametrize("score", ["mean", "sample"])
+@pytest.mark.parametrize("critic_reduce", ["q1", "min"])
+def test_qswitch_executes_the_argmax_policy(point_env, score, critic_reduce):
+    model = hand_set_qmp(point_env, score=score, critic_reduce=critic_reduce)
+    obs = point_env.reset()
+    actions, chosen, tasks = select(model, obs)
+    np.testing.assert_array_equal(chosen, PREFERRED[tasks])
+    np.testing.assert_allclose(actions, MEANS[PREFERRED[tasks]], atol=1e-5)
+
+
+def test_qswitch_routes_rows_in_any_order_and_count():
+    # 3 envs per task, then rows shuffled: the per-row critic must still be the row's own task.
+    env = make_multitask_vec_env("MultiGoalPoint-v0", n_envs_per_task=3, seed=1)
+    model = hand_set_qmp(env)
+    obs = env.reset()
+    for rows in (np.arange(12), np.random.default_rng(0).permutation(12), np.array([5, 5, 1])):
+        _, chosen, tasks = select(model, obs[rows])
+        np.testing.assert_array_equal(chosen, PREFERRED[tasks])
+
+
+def test_qswitch_ties_go_to_the_lowest_index(point_env):
+    model = hand_set_qmp(point_env)
+    with th.no_grad():
+        for layer in (*model.critic.q_net.hidden, model.critic.q_net.output):
+            layer.weight.zero_()
+            layer.bias.zero_()
+    _, chosen, _ = select(model, point_env.reset())
+    np.testing.assert_array_equal(chosen, 0)
+
+
+def test_qswitch_selection_counts_during_learn(point_env):
+    model = hand_set_qmp(point_env)
+    model.learning_starts = 0
+    model.gradient_steps = 0  # keep the hand-set networks
+    model.learn(200)
+    expected = np.zeros((4, 4), dtype=np.int64)
+    expected[np.arange(4), PREFERRED] = 50
+    np.testing.assert_array_equal(model.selection_counts, expected)
+    np.testing.assert_allclose(model.selection_matrix().sum(axis=1), 1.0)
+
+
+def test_own_collector_uses_each_rows_policy(point_env):
+    model = MultiTaskSAC(point_env, seed=0, **SMALL_KWARGS)
+    set_constant_actors(model.policy, MEANS)
+    actions, chosen, tasks = select(model, point_env.reset())
+    np.testing.assert_array_equal(chosen, tasks)
+    np.testing.assert_allclose(actions, MEANS[tasks], atol=1e-5)
+
+
+def test_single_task_qmp_reduces_to_sac():
+    # With one task the switch has one candidate: same choice, same action, same random draws.
+    env = make_multitask_vec_env([lambda: gym.make("Pendulum-v1")], n_envs_per_task=3, seed=3)
+    model = QMP(env, seed=3, **SMALL_KWARGS)
+    model.learn(300)  # trained networks, not the initial ones
+    assert model.num_tasks == 1
+    obs = env.reset()
+    own = make_collector("own", 1)
+    for _ in range(5):
+        th.manual_seed(7)
+        actions_qmp, chosen_qmp, _ = select(model, obs)
+        th.manual_seed(7)
+        features, tasks = model.policy.split_obs(th.as_tensor(obs, dtype=th.float32))
+        with th.no_grad():
+            actions_own, chosen_own = own.select(model.policy, features, tasks)
+        np.testing.assert_array_equal(chosen_qmp, 0)
+        np.testing.assert_array_equal(chosen_own.numpy(), 0)
+        np.testing.assert_allclose(actions_qmp, actions_own.numpy(), atol=1e-6)
+        obs, *_ = env.step(actions_qmp)
+
+
+def test_uniform_and_fixed_choices_follow_their_distribution(point_env):
+    model = MultiTaskSAC(point_env, seed=0, **SMALL_KWARGS)
+    obs = th.as_tensor(np.repeat(point_env.reset(), 500, axis=0), dtype=th.float32)
+    features, tasks = model.policy.split_obs(obs)
+    th.manual_seed(0)
+    uniform = make_collector("uniform", 4)
+    _, chosen = uniform.select(model.policy, features, tasks)
+    counts = np.zeros((4, 4))
+    np.add.at(counts, (tasks.numpy(), chosen.numpy()), 1)
+    np.testing.assert_allclose(counts / 500, 0.25, atol=0.07)
+
+    matrix = np.array([[0.5, 0.5, 0, 0], [0, 1, 0, 0], [0.1, 0.2, 0.3, 0.4], [0, 0, 0, 1]])
+    fixed = make_collector("fixed", 4, matrix=matrix)
+    _, chosen = fixed.select(model.policy, features, tasks)
+    counts = np.zeros((4, 4))
+    np.add.at(counts, (tasks.numpy(), chosen.numpy()), 1)
+    np.testing.assert_allclose(counts / 500, matrix, atol=0.07)
+    assert counts[matrix == 0].sum() == 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(matrix=np.eye(3)), "must be 4 x 4"),
+        (dict(matrix=np.full((4, 4), 0.3)), "sum to 1"),
+        (dict(matrix=-np.eye(4)), "non-negative"),
+        (dict(matrix="no_such_preset"), "Unknown mixture preset"),
+        (dict(), "needs collector_kwargs"),
+    ],
+)
+def test_fixed_matrix_validation(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        make_collector("fixed", 4, **kwargs)
+
+
+def test_collector_argument_validation(point_env):
+    with pytest.raises(ValueError, match="Unknown collector"):
+        make_collector("greedy", 4)
+    with pytest.raises(ValueError, match="score must be"):
+        QSwitchCollector(4, score="max")
+    with pytest.raises(ValueError, match="critic_reduce"):
+        QSwitchCollector(4, critic_reduce="mean")
+    with pytest.raises(ValueError, match="commit_steps"):
+        QSwitchCollector(4, commit_steps=0)
+    with pytest.raises(ValueError, match="own_prob"):
+        QSwitchCollector(4, own_prob=1.5)
+    with pytest.raises(TypeError, match="Bad collector_kwargs"):
+        QMP(point_env, collector_kwargs=dict(temperature=2.0))
+
+
+# --- temporal commitment and own-policy probability -----------------------------------------------
+
+
+def test_commitment_keeps_the_choice_for_k_steps_then_redecides(point_env):
+    k = 3
+    model = hand_set_qmp(point_env, commit_steps=k)
+    obs = point_env.reset()
+    history = []
+    for step in range(7):
+        if step == 1:  # change every task's preference: committed rows must not follow until re-deciding
+            set_distance_critics(model.policy, MEANS[(PREFERRED + 1) % 4, 0])
+        history.append(select(model, obs)[1])
+    history = np.array(history)
+    np.testing.assert_array_equal(history[:3], np.tile(PREFERRED, (3, 1)))  # window 1 (decided at step 0)
+    np.testing.assert_array_equal(history[3:6], np.tile((PREFERRED + 1) % 4, (3, 1)))  # re-decided at step 3
+    np.testing.assert_allclose(model.collector.mean_commitment(), k)
+
+
+def test_commitment_resets_at_episode_end(point_env):
+    model = hand_set_qmp(point_env, commit_steps=10)
+    obs = point_env.reset()
+    select(model, obs)
+    set_distance_critics(model.policy, MEANS[(PREFERRED + 1) % 4, 0])
+    dones = np.array([True, False, False, False])
+    model.collector.episode_done(dones)
+    chosen = select(model, obs)[1]
+    assert chosen[0] == (PREFERRED[0] + 1) % 4  # the finished episode re-decides
+    np.testing.assert_array_equal(chosen[1:], PREFERRED[1:])  # the others keep their commitment
+
+
+def test_switch_margin_redecides_early(point_env):
+    model = hand_set_qmp(point_env, commit_steps=100, switch_margin=0.1)
+    obs = point_env.reset()
+    select(model, obs)
+    set_distance_critics(model.policy, MEANS[(PREFERRED + 1) % 4, 0])  # advantage of the new choice >= 0.4
+    np.testing.assert_array_equal(select(model, obs)[1], (PREFERRED + 1) % 4)
+
+
+def test_own_prob_one_is_the_own_collector(point_env):
+    model = hand_set_qmp(point_env, own_prob=1.0, commit_steps=4)
+    for _ in range(5):
+        actions, chosen, tasks = select(model, point_env.reset())
+        np.testing.assert_array_equal(chosen, tasks)
+        np.testing.assert_allclose(actions, MEANS[tasks], atol=1e-5)
+
+
+def test_defaults_are_the_papers_switch(point_env):
+    # k=1, own_prob=0 re-decides every step: a preference change is followed at once.
+    model = hand_set_qmp(point_env, commit_steps=1, own_prob=0.0)
+    obs = point_env.reset()
+    np.testing.assert_array_equal(select(model, obs)[1], PREFERRED)
+    set_distance_critics(model.policy, MEANS[(PREFERRED + 1) % 4, 0])
+    np.testing.assert_array_equal(select(model, obs)[1], (PREFERRED + 1) % 4)
+
+
+def test_collector_from_factories_env_path():
+    # The env-factory path of MultiTaskWrapper gives the same routing as a task-aware base env.
+    factories = [lambda i=i: gym.make("MultiGoalPoint-v0", task_id=i).unwrapped.env for i in range(4)]
+    env = make_multitask_vec_env(factories, seed=0)
+    assert env.get_attr("num_tasks")[0] == 4
+    assert isinstance(env.envs[0].unwrapped, MultiTaskWrapper)
+    model = hand_set_qmp(env)
+    _, chosen, tasks = select(model, env.reset())
+    np.testing.assert_array_equal(tasks, np.arange(4))
+    np.testing.assert_array_equal(chosen, PREFERRED)
