@@ -89,9 +89,13 @@ class BatchedMLP(nn.Module):
         return x
 
 
-def group_by_member(members: th.Tensor, num_members: int) -> tuple[th.Tensor, th.Tensor] | None:
+Grouping = tuple[th.Tensor | None, th.Tensor | None]
+
+
+def group_by_member(members: th.Tensor, num_members: int) -> Grouping | None:
     """If every member index in ``[0, num_members)`` occurs equally often, return the stable sort
-    permutation that groups rows by member and its inverse; otherwise ``None``.
+    permutation that groups rows by member and its inverse (``(None, None)`` when the rows are
+    already grouped, e.g. one env per task in order); otherwise ``None``.
 
     Grouped rows can be evaluated as ``(num_members, rows_per_member, ...)`` against the weights
     as they are, instead of gathering a private copy of the weights for every row.
@@ -109,10 +113,10 @@ def group_by_member(members: th.Tensor, num_members: int) -> tuple[th.Tensor, th
     return result
 
 
-_last_grouping: dict[int, tuple[th.Tensor, tuple[th.Tensor, th.Tensor] | None]] = {}
+_last_grouping: dict[int, tuple[th.Tensor, Grouping | None]] = {}
 
 
-def _group_by_member(members: th.Tensor, num_members: int) -> tuple[th.Tensor, th.Tensor] | None:
+def _group_by_member(members: th.Tensor, num_members: int) -> Grouping | None:
     n = members.shape[0]
     if n % num_members != 0:
         return None
@@ -120,4 +124,6 @@ def _group_by_member(members: th.Tensor, num_members: int) -> tuple[th.Tensor, t
     if counts.shape[0] != num_members or not bool((counts == n // num_members).all()):
         return None
     perm = th.argsort(members, stable=True)
+    if th.equal(perm, th.arange(n, device=perm.device)):
+        return None, None
     return perm, th.argsort(perm)

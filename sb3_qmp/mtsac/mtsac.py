@@ -276,7 +276,8 @@ class MultiTaskSAC(OffPolicyAlgorithm):
                 actions, chosen = self.collector.select(self.policy, features, tasks)
             scaled_action = actions.cpu().numpy()
             assert self.selection_counts is not None
-            np.add.at(self.selection_counts, (tasks.cpu().numpy(), chosen.cpu().numpy()), 1)
+            pairs = tasks.cpu().numpy() * self.num_tasks + chosen.cpu().numpy()
+            self.selection_counts += np.bincount(pairs, minlength=self.num_tasks**2).reshape(self.num_tasks, -1)
         if action_noise is not None:
             scaled_action = np.clip(scaled_action + action_noise(), -1, 1)
         return self.policy.unscale_action(scaled_action), scaled_action

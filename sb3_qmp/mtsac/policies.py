@@ -47,6 +47,14 @@ def squashed_gaussian_sample(mean: th.Tensor, log_std: th.Tensor, deterministic:
     return action, log_prob
 
 
+def squashed_gaussian_action(mean: th.Tensor, log_std: th.Tensor, deterministic: bool = False) -> th.Tensor:
+    """The action of :func:`squashed_gaussian_sample` without its log-probability (collection path);
+    draws the same random numbers."""
+    if deterministic:
+        return th.tanh(mean)
+    return th.tanh(th.randn_like(mean).mul_(log_std.exp()).add_(mean))
+
+
 class MultiTaskActor(nn.Module):
     """T independent squashed-Gaussian SAC actors as one batched MLP.
 
@@ -90,19 +98,20 @@ class MultiTaskActor(nn.Module):
         grouping = group_by_member(tasks, self.num_tasks)
         if grouping is None:
             mean, log_std = self.distribution_params(obs.unsqueeze(1), tasks)
-        else:  # the usual case (k envs per task): no per-row weight copies
-            perm, inverse = grouping
-            mean, log_std = self.distribution_params(obs[perm].view(self.num_tasks, -1, obs.shape[-1]))
-            mean, log_std = (t.reshape(obs.shape[0], 1, -1)[inverse] for t in (mean, log_std))
-        action, _ = squashed_gaussian_sample(mean, log_std, deterministic)
-        return action.squeeze(1)
+            return squashed_gaussian_action(mean, log_std, deterministic).squeeze(1)
+        # The usual case (k envs per task): rows grouped by task, weights used in place.
+        perm, inverse = grouping
+        if perm is not None:
+            obs = obs[perm]
+        mean, log_std = self.distribution_params(obs.view(self.num_tasks, -1, obs.shape[-1]))
+        action = squashed_gaussian_action(mean, log_std, deterministic).reshape(obs.shape[0], -1)
+        return action if inverse is None else action[inverse]
 
     def propose(self, obs: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
         """Every policy's proposal for every row: ``obs`` ``(N, D)`` -> ``(mean_actions, sampled_actions)``,
         both ``(T, N, A)`` (the mean is squashed too)."""
         mean, log_std = self.distribution_params(obs.unsqueeze(0).expand(self.num_tasks, -1, -1))
-        sampled, _ = squashed_gaussian_sample(mean, log_std)
-        return th.tanh(mean), sampled
+        return th.tanh(mean), squashed_gaussian_action(mean, log_std)
 
 
 class MultiTaskCritic(nn.Module):
@@ -155,9 +164,15 @@ class MultiTaskCritic(nn.Module):
             q = self.q_net(x.repeat(n_critics, 1, 1), members).view(n_critics, n, k)
         else:  # the usual case (k envs per task): rows grouped by task, weights used in place
             perm, inverse = grouping
-            x = x[perm].reshape(self.num_tasks, -1, x.shape[-1]).repeat(n_critics, 1, 1)
-            q = self.q_net(x, slice(0, n_critics * self.num_tasks)).view(n_critics, n, k)[:, inverse]
-        return q.min(dim=0).values
+            if perm is not None:
+                x = x[perm]
+            x = x.reshape(self.num_tasks, -1, x.shape[-1])
+            if n_critics > 1:
+                x = x.repeat(n_critics, 1, 1)
+            q = self.q_net(x, slice(0, n_critics * self.num_tasks)).view(n_critics, n, k)
+            if inverse is not None:
+                q = q[:, inverse]
+        return q[0] if n_critics == 1 else q.min(dim=0).values
 
 
 class MultiTaskSACPolicy(BasePolicy):
