@@ -116,7 +116,7 @@ def make_multitask_vec_env(
     elif isinstance(env, Sequence):
         if env_kwargs:
             raise ValueError("env_kwargs only applies to env ids; bind arguments inside your env factories instead.")
-        factories = list(env)
+        factories: list[Callable[[], gym.Env]] = list(env)  # type: ignore[arg-type]
         probe = MultiTaskWrapper(factories)
         env_factory = lambda: MultiTaskWrapper(factories)  # noqa: E731
     else:

@@ -23,9 +23,9 @@ from stable_baselines3.common.vec_env import VecEnv
 from torch.nn import functional as F
 
 from sb3_qmp.common.buffers import MultiTaskReplayBuffer
-from sb3_qmp.common.collectors import make_collector
+from sb3_qmp.common.collectors import Collector, make_collector
 from sb3_qmp.common.vec_env import get_num_tasks, make_multitask_vec_env
-from sb3_qmp.mtsac.policies import MlpPolicy, MultiTaskSACPolicy
+from sb3_qmp.mtsac.policies import MlpPolicy, MultiTaskActor, MultiTaskCritic, MultiTaskSACPolicy
 
 SelfMultiTaskSAC = TypeVar("SelfMultiTaskSAC", bound="MultiTaskSAC")
 
@@ -79,6 +79,10 @@ class MultiTaskSAC(OffPolicyAlgorithm):
     default_collector: ClassVar[str] = "own"
     policy: MultiTaskSACPolicy
     replay_buffer: MultiTaskReplayBuffer
+    actor: MultiTaskActor
+    critic: MultiTaskCritic
+    critic_target: MultiTaskCritic
+    collector: Collector
 
     def __init__(
         self,
@@ -209,8 +213,8 @@ class MultiTaskSAC(OffPolicyAlgorithm):
         self.critic_target = self.policy.critic_target
 
     def _reset_task_stats(self) -> None:
-        self.task_ep_rew_buffer = [deque(maxlen=self._stats_window_size) for _ in range(self.num_tasks)]
-        self.task_success_buffer = [deque(maxlen=self._stats_window_size) for _ in range(self.num_tasks)]
+        self.task_ep_rew_buffer: list[deque[float]] = [deque(maxlen=self._stats_window_size) for _ in range(self.num_tasks)]
+        self.task_success_buffer: list[deque[float]] = [deque(maxlen=self._stats_window_size) for _ in range(self.num_tasks)]
 
     def set_env(self, env: GymEnv, force_reset: bool = True) -> None:
         env_tasks = get_num_tasks(env)
@@ -330,8 +334,8 @@ class MultiTaskSAC(OffPolicyAlgorithm):
             for task in range(self.num_tasks):
                 self.logger.record(f"collect/task_{task}/own_policy_frac", float(own[task]), exclude="stdout")
             commitment = self.collector.mean_commitment()
-            for task in np.flatnonzero(np.isfinite(commitment)):
-                self.logger.record(f"collect/task_{task}/mean_commitment", float(commitment[task]), exclude="stdout")
+            for task_idx in np.flatnonzero(np.isfinite(commitment)):
+                self.logger.record(f"collect/task_{task_idx}/mean_commitment", float(commitment[task_idx]), exclude="stdout")
         super().dump_logs()
 
     # ------------------------------------------------------------------------------------------
@@ -362,7 +366,7 @@ class MultiTaskSAC(OffPolicyAlgorithm):
             )
             return
         self.policy.set_training_mode(True)
-        optimizers = [self.actor.optimizer, self.critic.optimizer]
+        optimizers: list[th.optim.Optimizer] = [self.actor.optimizer, self.critic.optimizer]
         if self.ent_coef_optimizer is not None:
             optimizers.append(self.ent_coef_optimizer)
         self._update_learning_rate(optimizers)

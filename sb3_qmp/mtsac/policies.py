@@ -252,11 +252,14 @@ class MultiTaskSACPolicy(BasePolicy):
             self.num_tasks, self.features_dim, self.action_dim, self.qf_arch, self.activation_fn, self.n_critics
         )
 
+    def _make_optimizer(self, module: nn.Module, lr_schedule: Schedule) -> th.optim.Optimizer:
+        return self.optimizer_class(module.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)  # type: ignore[call-arg]
+
     def _build(self, lr_schedule: Schedule) -> None:
         self.actor = self._make_actor()  # type: ignore[assignment]
-        self.actor.optimizer = self.optimizer_class(self.actor.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+        self.actor.optimizer = self._make_optimizer(self.actor, lr_schedule)
         self.critic = self._make_critic()  # type: ignore[assignment]
-        self.critic.optimizer = self.optimizer_class(self.critic.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+        self.critic.optimizer = self._make_optimizer(self.critic, lr_schedule)
         self.critic_target = self._make_critic()  # type: ignore[assignment]
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.critic_target.requires_grad_(False)
