@@ -1,0 +1,107 @@
+"""SharedSAC (Fully-Shared-Behaviors): one agent for all tasks, blind to the task id."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch as th
+
+from sb3_qmp import SharedSAC, make_multitask_vec_env
+from sb3_qmp.common.buffers import MultiTaskReplayBuffer
+from sb3_qmp.mtsac.policies import MultiTaskActor
+from sb3_qmp.shared import PooledReplayBuffer, SharedSACPolicy
+
+SMALL = dict(learning_starts=50, batch_size=32, buffer_size=5_000, policy_kwargs=dict(net_arch=[32, 32]), seed=0)
+
+
+@pytest.fixture(autouse=True)
+def _single_thread() -> None:
+    th.set_num_threads(1)
+
+
+@pytest.fixture
+def env():
+    venv = make_multitask_vec_env("MultiGoalPoint-v0", n_envs_per_task=1, seed=0)
+    yield venv
+    venv.close()
+
+
+def obs_for_all_tasks(base: np.ndarray, num_tasks: int = 4) -> np.ndarray:
+    """The same base observations, repeated with every one-hot task suffix: ``(T * N, D + T)``."""
+    rows = []
+    for task in range(num_tasks):
+        onehot = np.zeros((len(base), num_tasks), dtype=np.float32)
+        onehot[:, task] = 1.0
+        rows.append(np.concatenate([base, onehot], axis=1))
+    return np.concatenate(rows).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    th.set_num_threads(1)  # module-scoped: runs before the function-scoped autouse fixture
+    venv = make_multitask_vec_env("MultiGoalPoint-v0", n_envs_per_task=1, seed=0)
+    model = SharedSAC("MlpPolicy", venv, **SMALL)
+    model.learn(400, progress_bar=False)
+    yield model
+    venv.close()
+
+
+def test_same_action_regardless_of_task(trained):
+    base = np.random.default_rng(0).uniform(-1, 1, size=(16, 2)).astype(np.float32)
+    actions, _ = trained.predict(obs_for_all_tasks(base), deterministic=True)
+    per_task = actions.reshape(4, 16, -1)
+    for task in range(1, 4):
+        np.testing.assert_array_equal(per_task[task], per_task[0])
+    # ...and the action does depend on the state.
+    assert not np.allclose(per_task[0][0], per_task[0][1])
+
+
+def test_one_network_one_entropy_coefficient(trained):
+    assert isinstance(trained.policy, SharedSACPolicy)
+    assert trained.actor.net.num_members == 1
+    assert trained.critic.q_net.num_members == trained.critic.n_critics == 2
+    single = MultiTaskActor(1, 2, 2, [32, 32])
+    assert sum(p.numel() for p in trained.actor.parameters()) == sum(p.numel() for p in single.parameters())
+    assert trained.log_ent_coef.shape == (1,)
+    assert trained.ent_coef_optimizer.param_groups[0]["params"][0] is trained.log_ent_coef
+
+
+def test_learns_with_per_task_stats(trained):
+    assert trained.num_timesteps == 400 and trained._n_updates > 0
+    assert (trained.replay_buffer.task_sizes() == 100).all()
+    assert all(len(buf) > 0 for buf in trained.task_ep_rew_buffer)
+    # Every env row collects with the (one) shared policy for its own task.
+    counts = trained.selection_matrix(normalize=False)
+    np.testing.assert_array_equal(counts, np.diag(np.diag(counts)))
+
+
+def test_pooled_batch(trained):
+    buffer = trained.replay_buffer
+    assert isinstance(buffer, PooledReplayBuffer)
+    data = buffer.sample(8)
+    assert data.observations.shape == (1, 32, 6) and data.rewards.shape == (1, 32)
+    tasks = data.observations[0, :, 2:].argmax(dim=-1)
+    assert th.bincount(tasks, minlength=4).tolist() == [8, 8, 8, 8]
+    # The critic and actor accept the pooled batch and any leading dimension.
+    features, _ = trained.policy.split_obs(data.observations)
+    assert trained.critic(features, data.actions).shape == (2, 1, 32)
+    q_flat = trained.critic(features.view(4, 8, 2), data.actions.view(4, 8, 2))
+    th.testing.assert_close(q_flat.reshape(2, 1, 32), trained.critic(features, data.actions))
+
+
+def test_gradient_steps_factor(env):
+    model = SharedSAC(env, gradient_steps_factor=3, **SMALL)
+    model.learn(200, progress_bar=False)
+    n_train_calls = (200 - 52) // 4 + 1  # every vec step (4 env steps) after learning_starts
+    assert model._n_updates == 3 * n_train_calls
+
+
+def test_bad_arguments(env):
+    with pytest.raises(ValueError, match="task_id_input"):
+        SharedSAC(env, **{**SMALL, "policy_kwargs": dict(net_arch=[32], task_id_input=True)})
+    with pytest.raises(ValueError, match="'own' collector"):
+        SharedSAC(env, collector="qswitch", **SMALL)
+    with pytest.raises(ValueError, match="PooledReplayBuffer"):
+        SharedSAC(env, replay_buffer_class=MultiTaskReplayBuffer, **SMALL)
+    with pytest.raises(ValueError, match="gradient_steps_factor"):
+        SharedSAC(env, gradient_steps_factor=0, **SMALL)
