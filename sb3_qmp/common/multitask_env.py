@@ -79,7 +79,7 @@ class MultiTaskWrapper(gym.Env):
     :param task_id: the fixed task of this env; ``None`` draws a task uniformly at every reset.
     """
 
-    metadata: dict[str, Any] = {"render_modes": ["rgb_array", "human"]}
+    metadata: dict[str, Any] = {"render_modes": []}
 
     def __init__(self, env: gym.Env | Sequence[Callable[[], gym.Env]], task_id: int | None = None) -> None:
         super().__init__()
@@ -113,6 +113,8 @@ class MultiTaskWrapper(gym.Env):
         self.base_observation_space = self._base.observation_space
         self.observation_space = task_one_hot_space(self.base_observation_space, self.num_tasks)
         self.render_mode = getattr(self._base, "render_mode", None)
+        # Advertise exactly what the tasks' env can render (gymnasium's checker renders every listed mode).
+        self.metadata = dict(getattr(self._base.unwrapped, "metadata", {}))
         self.task_names: list[str] = list(
             getattr(self._base.unwrapped, "task_names", [f"task_{i}" for i in range(self.num_tasks)])
         )
