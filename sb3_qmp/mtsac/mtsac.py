@@ -359,11 +359,14 @@ class MultiTaskSAC(OffPolicyAlgorithm):
 
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
         if (self.replay_buffer.task_sizes() == 0).any():
-            warnings.warn(
-                "Skipping gradient steps: some tasks have no transitions yet "
-                f"(per-task sizes {self.replay_buffer.task_sizes().tolist()}).",
-                stacklevel=2,
-            )
+            if not getattr(self, "_warned_empty_tasks", False):
+                warnings.warn(
+                    "Skipping gradient steps until every task has data "
+                    f"(per-task transitions: {self.replay_buffer.task_sizes().tolist()}). "
+                    "Raise learning_starts or give every task a sub-env.",
+                    stacklevel=2,
+                )
+                self._warned_empty_tasks = True
             return
         self.policy.set_training_mode(True)
         optimizers: list[th.optim.Optimizer] = [self.actor.optimizer, self.critic.optimizer]

@@ -23,7 +23,7 @@ from sb3_qmp.mtsac.policies import (
     MultiTaskActor,
     MultiTaskCritic,
     MultiTaskSACPolicy,
-    squashed_gaussian_sample,
+    squashed_gaussian_action,
 )
 
 
@@ -77,8 +77,7 @@ class MultiHeadActor(MultiTaskActor):
         """All T heads' proposals ``(T, N, A)`` (squashed means, samples) from ONE trunk pass over ``(N, D)``."""
         hidden = self.trunk_features(obs)
         mean, log_std = self._heads(hidden.unsqueeze(0).expand(self.num_tasks, -1, -1))
-        sampled, _ = squashed_gaussian_sample(mean, log_std)
-        return th.tanh(mean), sampled
+        return th.tanh(mean), squashed_gaussian_action(mean, log_std)
 
 
 class MultiHeadCritic(MultiTaskCritic):

@@ -22,7 +22,7 @@ from sb3_qmp.mtsac.policies import (
     MultiTaskActor,
     MultiTaskCritic,
     MultiTaskSACPolicy,
-    squashed_gaussian_sample,
+    squashed_gaussian_action,
 )
 
 # Hidden sizes the paper gave its single shared network to match the parameter count of T separate
@@ -60,13 +60,12 @@ class SharedActor(MultiTaskActor):
     def task_actions(self, obs: th.Tensor, tasks: th.Tensor, deterministic: bool = False) -> th.Tensor:
         """The shared policy's action for every row ``(N, A)``, whatever its task."""
         mean, log_std = self.distribution_params(obs.unsqueeze(0))
-        action, _ = squashed_gaussian_sample(mean, log_std, deterministic)
-        return action.squeeze(0)
+        return squashed_gaussian_action(mean, log_std, deterministic).squeeze(0)
 
     def propose(self, obs: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
         """``(T, N, A)`` proposals (one forward pass; the T "policies" are the same network)."""
         mean, log_std = self.distribution_params(obs.unsqueeze(0))
-        sampled, _ = squashed_gaussian_sample(mean.expand(self.num_tasks, -1, -1), log_std.expand(self.num_tasks, -1, -1))
+        sampled = squashed_gaussian_action(mean.expand(self.num_tasks, -1, -1), log_std.expand(self.num_tasks, -1, -1))
         return th.tanh(mean).expand(self.num_tasks, -1, -1), sampled
 
 
