@@ -42,6 +42,7 @@ def test_learn_with_callbacks_tensorboard_and_progress_bar(tmp_path, point_env):
         assert f"train/task_{task}/actor_loss" in tags
         assert f"train/task_{task}/ent_coef" in tags
         assert f"collect/task_{task}/own_policy_frac" in tags
+        assert all(f"collect/task_{task}/policy_{policy}_frac" in tags for policy in range(4))
     assert any(tag.startswith("rollout/task_") and tag.endswith("success_rate") for tag in tags)
 
 

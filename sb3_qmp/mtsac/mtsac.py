@@ -329,10 +329,14 @@ class MultiTaskSAC(OffPolicyAlgorithm):
             if self.task_success_buffer[task]:
                 self.logger.record(f"rollout/task_{task}/success_rate", safe_mean(self.task_success_buffer[task]))
         if self.selection_counts is not None and self.selection_counts.sum() > 0:
-            own = np.diag(self.selection_matrix())
+            matrix = self.selection_matrix()
+            own = np.diag(matrix)
             self.logger.record("collect/own_policy_frac", float(own.mean()))
             for task in range(self.num_tasks):
                 self.logger.record(f"collect/task_{task}/own_policy_frac", float(own[task]), exclude="stdout")
+                for policy in range(self.num_tasks):  # the full matrix (paper Figure 5b), tensorboard/csv only
+                    key = f"collect/task_{task}/policy_{policy}_frac"
+                    self.logger.record(key, float(matrix[task, policy]), exclude=("stdout", "log", "json"))
             commitment = self.collector.mean_commitment()
             for task_idx in np.flatnonzero(np.isfinite(commitment)):
                 self.logger.record(f"collect/task_{task_idx}/mean_commitment", float(commitment[task_idx]), exclude="stdout")
