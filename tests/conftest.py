@@ -24,10 +24,16 @@ def _single_thread() -> None:
 
 
 @pytest.fixture
-def point_env():
-    env = make_multitask_vec_env("MultiGoalPoint-v0", n_envs_per_task=1, seed=0)
-    yield env
-    env.close()
+def env():
+    """The built-in 4-task point env, one sub-env per task."""
+    venv = make_multitask_vec_env("MultiGoalPoint-v0", n_envs_per_task=1, seed=0)
+    yield venv
+    venv.close()
+
+
+@pytest.fixture
+def point_env(env):
+    return env
 
 
 def task_slice(param: th.Tensor, task: int, num_tasks: int) -> th.Tensor:

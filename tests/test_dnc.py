@@ -7,23 +7,11 @@ import pytest
 import torch as th
 from torch.distributions import Normal, kl_divergence
 
-from sb3_qmp import DnC, DnCReg, make_multitask_vec_env
+from sb3_qmp import DnC, DnCReg
 from sb3_qmp.dnc import gaussian_kl, pairwise_policy_kl
 
 SMALL = dict(learning_starts=50, batch_size=32, buffer_size=5_000, policy_kwargs=dict(net_arch=[32, 32]), seed=0)
 DISTILL = dict(distill_epochs=30, distill_batch_size=32)
-
-
-@pytest.fixture(autouse=True)
-def _single_thread() -> None:
-    th.set_num_threads(1)
-
-
-@pytest.fixture
-def env():
-    venv = make_multitask_vec_env("MultiGoalPoint-v0", n_envs_per_task=1, seed=0)
-    yield venv
-    venv.close()
 
 
 def make_all_policies_equal(model) -> None:

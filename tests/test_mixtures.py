@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch as th
 
-from sb3_qmp import QMPDomain, QMPUniform, Separated, make_multitask_vec_env
+from sb3_qmp import QMPDomain, QMPUniform, Separated
 from sb3_qmp.common.collectors import check_mixture_matrix
 from sb3_qmp.common.presets import MIXTURE_PRESETS, REACHER_DOMAIN
 
@@ -21,18 +20,6 @@ MATRIX = np.array(
         [0.25, 0.0, 0.0, 0.75],
     ]
 )
-
-
-@pytest.fixture(autouse=True)
-def _single_thread() -> None:
-    th.set_num_threads(1)
-
-
-@pytest.fixture
-def env():
-    venv = make_multitask_vec_env("MultiGoalPoint-v0", n_envs_per_task=1, seed=0)
-    yield venv
-    venv.close()
 
 
 def chi_square(counts: np.ndarray, probs: np.ndarray) -> tuple[float, int]:

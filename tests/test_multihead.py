@@ -6,23 +6,11 @@ import numpy as np
 import pytest
 import torch as th
 
-from sb3_qmp import MultiHeadSAC, QMPMultiHead, make_multitask_vec_env
+from sb3_qmp import MultiHeadSAC, QMPMultiHead
 from sb3_qmp.multihead import MultiHeadActor, MultiHeadCritic, MultiHeadSACPolicy
 
 T, D, A = 4, 2, 2
 SMALL = dict(learning_starts=50, batch_size=32, buffer_size=5_000, policy_kwargs=dict(net_arch=[32, 32]), seed=0)
-
-
-@pytest.fixture(autouse=True)
-def _single_thread() -> None:
-    th.set_num_threads(1)
-
-
-@pytest.fixture
-def env():
-    venv = make_multitask_vec_env("MultiGoalPoint-v0", n_envs_per_task=1, seed=0)
-    yield venv
-    venv.close()
 
 
 def test_architecture(env):

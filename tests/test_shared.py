@@ -14,18 +14,6 @@ from sb3_qmp.shared import PooledReplayBuffer, SharedSACPolicy
 SMALL = dict(learning_starts=50, batch_size=32, buffer_size=5_000, policy_kwargs=dict(net_arch=[32, 32]), seed=0)
 
 
-@pytest.fixture(autouse=True)
-def _single_thread() -> None:
-    th.set_num_threads(1)
-
-
-@pytest.fixture
-def env():
-    venv = make_multitask_vec_env("MultiGoalPoint-v0", n_envs_per_task=1, seed=0)
-    yield venv
-    venv.close()
-
-
 def obs_for_all_tasks(base: np.ndarray, num_tasks: int = 4) -> np.ndarray:
     """The same base observations, repeated with every one-hot task suffix: ``(T * N, D + T)``."""
     rows = []

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch as th
 
-from sb3_qmp import make_multitask_vec_env
 from sb3_qmp.registry import ALGO_PATHS, get_algo
 
 SMALL = dict(learning_starts=50, batch_size=32, buffer_size=5_000, policy_kwargs=dict(net_arch=[32, 32]), seed=0)
@@ -15,18 +14,6 @@ EXTRA: dict[str, dict] = {
     "dnc": dict(distill_period=120, distill_epochs=10, distill_batch_size=16),
     "shared": dict(gradient_steps_factor=2),
 }
-
-
-@pytest.fixture(autouse=True)
-def _single_thread() -> None:
-    th.set_num_threads(1)
-
-
-@pytest.fixture
-def env():
-    venv = make_multitask_vec_env("MultiGoalPoint-v0", n_envs_per_task=1, seed=0)
-    yield venv
-    venv.close()
 
 
 def state(model) -> dict[str, th.Tensor]:
