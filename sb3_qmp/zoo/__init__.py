@@ -1,0 +1,204 @@
+"""rl-zoo3 integration: algorithm registration, default configs, Optuna samplers.
+
+Three rl-zoo3 modules are patched in place (idempotently):
+
+* ``rl_zoo3.utils``: every importable algorithm of :data:`sb3_qmp.registry.ALGO_PATHS` is added to
+  ``ALGOS`` (the dict ``rl_zoo3.train`` builds its ``--algo`` choices from);
+* ``rl_zoo3.hyperparams_opt``: ``HYPERPARAMS_SAMPLER`` / ``HYPERPARAMS_CONVERTER`` get one entry per
+  algorithm (see :mod:`sb3_qmp.zoo.samplers`);
+* ``rl_zoo3.exp_manager``: ``ExperimentManager`` reads ``sb3_qmp/hyperparams/<algo>.yml`` for our
+  algorithms when no ``-conf`` is given, points :class:`~sb3_qmp.common.callbacks.PerTaskEvalCallback`
+  instances created from the YAML at the run folder, and names the envs a YAML covers when it does
+  not cover the requested one.
+
+:func:`register_zoo` does all three (used by ``python -m sb3_qmp.train`` / ``sb3_qmp.enjoy`` and from
+Python); the start-up hook ``sb3_qmp_zoo_hook`` calls :func:`patch_zoo_module` as each module is
+imported, so that the literal ``python -m rl_zoo3.train --algo qmp`` works too.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import types
+from pathlib import Path
+from typing import Any
+
+from sb3_qmp.registry import ALGO_PATHS, get_algo
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "hyperparams"
+_PATCHED = "_sb3_qmp_patched"
+# Hyperparameters of the running optimisation, per algorithm (the samplers merge nested dicts into them).
+OPTIMIZE_BASE: dict[str, dict[str, Any]] = {}
+# Nested kwargs that sampled values are merged into rather than replacing.
+NESTED_KEYS = ("collector_kwargs", "policy_kwargs")
+
+
+def default_config_path(algo: str) -> Path:
+    """The packaged hyperparameter YAML of ``algo`` (``sb3_qmp/hyperparams/<algo>.yml``)."""
+    if algo not in ALGO_PATHS:
+        raise ValueError(f"Unknown algorithm {algo!r}; sb3-qmp provides {sorted(ALGO_PATHS)}.")
+    return CONFIG_DIR / f"{algo}.yml"
+
+
+def available_algos() -> tuple[dict[str, type[Any]], dict[str, str]]:
+    """The algorithms that import now, by name, and the reason for each one that does not."""
+    algos: dict[str, type[Any]] = {}
+    missing: dict[str, str] = {}
+    for name in ALGO_PATHS:
+        try:
+            algos[name] = get_algo(name)
+        except (ImportError, AttributeError) as e:
+            missing[name] = f"{type(e).__name__}: {e}"
+    return algos, missing
+
+
+def merge_nested(base: dict[str, Any] | None, update: dict[str, Any]) -> dict[str, Any]:
+    """``update`` with its :data:`NESTED_KEYS` dicts merged over those of ``base`` (other keys replace)."""
+    merged = dict(update)
+    for key in NESTED_KEYS:
+        if base is not None and isinstance(base.get(key), dict) and isinstance(update.get(key), dict):
+            merged[key] = {**base[key], **update[key]}
+    return merged
+
+
+# ----------------------------------------------------------------------------------------------
+# rl_zoo3.utils / rl_zoo3.hyperparams_opt
+# ----------------------------------------------------------------------------------------------
+def register_algos(algos_dict: dict[str, Any]) -> list[str]:
+    """Add every importable algorithm to rl-zoo3's ``ALGOS`` dict; return the names added."""
+    algos, _ = available_algos()
+    algos_dict.update(algos)
+    return sorted(algos)
+
+
+def register_samplers(samplers: dict[str, Any], converters: dict[str, Any]) -> list[str]:
+    """Add an Optuna sampler and converter for every importable algorithm; return the names."""
+    from sb3_qmp.zoo.samplers import make_converter, make_sampler
+
+    algos, _ = available_algos()
+    for name in algos:
+        samplers[name] = make_sampler(name)
+        converters[name] = make_converter(name)
+    return sorted(algos)
+
+
+# ----------------------------------------------------------------------------------------------
+# rl_zoo3.exp_manager.ExperimentManager
+# ----------------------------------------------------------------------------------------------
+def _yaml_entry(manager: Any) -> dict[str, Any] | None:
+    """The raw YAML entry of the manager's env in its config file (``None`` if not a YAML or absent)."""
+    import yaml
+
+    config = str(manager.config)
+    if not config.endswith((".yml", ".yaml")) or not Path(config).is_file():
+        return None
+    with open(config) as f:
+        entries = yaml.safe_load(f) or {}
+    entry = entries.get(manager.env_name.gym_id, entries.get("default"))
+    return entry if isinstance(entry, dict) else None
+
+
+def patch_experiment_manager(cls: type[Any]) -> None:
+    """Patch ``ExperimentManager`` in place (idempotent); other algorithms behave exactly as before."""
+    if getattr(cls, _PATCHED, False):
+        return
+    orig_init = cls.__init__
+    orig_read = cls.read_hyperparameters
+    orig_load_trial = cls.load_trial
+    orig_setup = cls.setup_experiment
+    init_signature = inspect.signature(orig_init)
+
+    @functools.wraps(orig_init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        orig_init(self, *args, **kwargs)
+        bound = init_signature.bind(self, *args, **kwargs)
+        if self.algo in ALGO_PATHS and not bound.arguments.get("config"):
+            self.config = str(default_config_path(self.algo))
+
+    @functools.wraps(orig_read)
+    def read_hyperparameters(self: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        if self.algo not in ALGO_PATHS:
+            return orig_read(self)
+        try:
+            return orig_read(self)
+        except ValueError as e:
+            if "Hyperparameters not found" not in str(e):
+                raise
+            import yaml
+
+            with open(self.config) as f:
+                covered = sorted(yaml.safe_load(f) or {})
+            raise ValueError(
+                f"{self.config} has no entry for env {self.env_name.gym_id!r}; it covers {covered}. "
+                f"Add an entry for {self.env_name.gym_id!r} to a copy of that file and pass it with -conf <file.yml>."
+            ) from e
+
+    @functools.wraps(orig_load_trial)
+    def load_trial(self: Any, storage: str, study_name: str, trial_id: int | None = None, convert: bool = True) -> Any:
+        params = orig_load_trial(self, storage, study_name, trial_id, convert)
+        if convert and self.algo in ALGO_PATHS:
+            # The trial's collector/policy kwargs complete the YAML's instead of replacing them.
+            params = merge_nested(_yaml_entry(self), params)
+        return params
+
+    @functools.wraps(orig_setup)
+    def setup_experiment(self: Any) -> Any:
+        result = orig_setup(self)
+        if self.algo in ALGO_PATHS:
+            OPTIMIZE_BASE[self.algo] = dict(self._hyperparams)
+            from sb3_qmp.common.callbacks import PerTaskEvalCallback
+
+            for callback in self.callbacks:
+                if isinstance(callback, PerTaskEvalCallback) and callback.log_path is None:
+                    callback.log_path = self.save_path
+        return result
+
+    cls.__init__ = __init__
+    cls.read_hyperparameters = read_hyperparameters
+    cls.load_trial = load_trial
+    cls.setup_experiment = setup_experiment
+    setattr(cls, _PATCHED, True)
+
+
+# ----------------------------------------------------------------------------------------------
+# Entry points
+# ----------------------------------------------------------------------------------------------
+def patch_zoo_module(module: types.ModuleType) -> None:
+    """Register this package in one freshly imported rl-zoo3 module (called by the start-up hook)."""
+    name = module.__name__
+    if name == "rl_zoo3.utils":
+        register_algos(module.ALGOS)
+    elif name == "rl_zoo3.hyperparams_opt":
+        register_samplers(module.HYPERPARAMS_SAMPLER, module.HYPERPARAMS_CONVERTER)
+    elif name == "rl_zoo3.exp_manager":
+        patch_experiment_manager(module.ExperimentManager)
+
+
+def register_zoo() -> list[str]:
+    """Register every importable algorithm, its Optuna sampler and its default config in rl-zoo3.
+
+    Idempotent. Returns the registered algorithm names (those whose module imports).
+
+    :raises ImportError: if rl-zoo3 is not installed.
+    """
+    import importlib
+
+    try:
+        modules = [importlib.import_module(f"rl_zoo3.{m}") for m in ("utils", "hyperparams_opt", "exp_manager")]
+    except ImportError as e:
+        raise ImportError(f"rl-zoo3 is needed for this ({e}); install it with `pip install rl_zoo3`.") from e
+    for module in modules:
+        patch_zoo_module(module)
+    return sorted(name for name in ALGO_PATHS if name in modules[0].ALGOS)
+
+
+__all__ = [
+    "CONFIG_DIR",
+    "available_algos",
+    "default_config_path",
+    "merge_nested",
+    "patch_experiment_manager",
+    "patch_zoo_module",
+    "register_zoo",
+]
