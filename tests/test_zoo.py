@@ -20,10 +20,10 @@ import optuna
 import pytest
 import yaml
 
+from sb3_qmp.common.vec_env import TaskAssignmentWrapper
 from sb3_qmp.registry import ALGO_PATHS
 from sb3_qmp.zoo import CONFIG_DIR, available_algos, register_zoo
 from sb3_qmp.zoo.samplers import accepted_kwargs, convert_params, make_sampler
-from sb3_qmp.zoo.wrappers import TaskCycleWrapper
 
 ENV = "MultiGoalPoint-v0"
 AVAILABLE, MISSING = available_algos()
@@ -91,7 +91,7 @@ def test_yaml_entries_match_constructor(algo: str) -> None:
     for env_id, entry in entries.items():
         unknown = set(entry) - ZOO_ONLY_KEYS - accepted
         assert not unknown, f"{algo}/{env_id}: the constructor takes no {sorted(unknown)}"
-        assert entry["vec_env_wrapper"] == "sb3_qmp.zoo.wrappers.TaskCycleWrapper"
+        assert entry["vec_env_wrapper"] == "sb3_qmp.common.vec_env.TaskAssignmentWrapper"
         assert entry["policy"] == "MlpPolicy"
 
 
@@ -99,14 +99,14 @@ def test_task_cycle_wrapper() -> None:
     from sb3_qmp import make_multitask_vec_env
 
     # n_envs a multiple of T: fixed round-robin tasks.
-    venv = TaskCycleWrapper(make_multitask_vec_env(ENV, seed=0))
+    venv = TaskAssignmentWrapper(make_multitask_vec_env(ENV, seed=0))
     obs: Any = venv.reset()
     assert obs[:, -4:].argmax(axis=1).tolist() == [0, 1, 2, 3] and not venv.cycles
     venv.close()
     # One sub-env (the zoo's eval env / enjoy): successive episodes cycle through every task.
     from stable_baselines3.common.env_util import make_vec_env
 
-    single = TaskCycleWrapper(make_vec_env(ENV, n_envs=1, seed=0))
+    single = TaskAssignmentWrapper(make_vec_env(ENV, n_envs=1, seed=0))
     seen: list[int] = []
     obs = single.reset()
     seen.append(int(obs[0, -4:].argmax()))

@@ -6,9 +6,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecEnvWrapper
-from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 
 from sb3_qmp.common.multitask_env import MultiTaskWrapper
 
@@ -42,30 +43,59 @@ def assign_tasks(venv: VecEnv, num_tasks: int | None = None) -> list[int]:
 
 
 class TaskAssignmentWrapper(VecEnvWrapper):
-    """VecEnv wrapper that fixes sub-env ``e`` to task ``e % T``.
+    """VecEnv wrapper that assigns tasks to the sub-envs of any VecEnv (rl-zoo3's ``vec_env_wrapper``).
 
-    Meant for rl-zoo3, which gives every sub-env the same kwargs: set
-    ``vec_env_wrapper: sb3_qmp.common.vec_env.TaskAssignmentWrapper`` in the hyperparameter YAML.
-    Use ``n_envs`` equal to a multiple of the number of tasks so every task gets the same share.
+    Sub-env ``e`` of ``n`` runs task ``(e + k * n) % T`` in its ``k``-th episode since the last ``reset()``:
 
-    :param venv: a VecEnv of multi-task envs.
+    * ``n`` a multiple of ``T`` (training, ``n_envs: T`` in the YAML): every sub-env keeps one task,
+      ``e % T``, as :func:`make_multitask_vec_env` does.
+    * otherwise (the zoo's single evaluation env, the env it builds while preparing ``-optimize``,
+      ``rl_zoo3.enjoy``): tasks are visited in turn, so ``k * T`` consecutive episodes of one sub-env
+      cover every task ``k`` times. Use evaluation episode counts that are multiples of ``T``.
+
+    rl-zoo3 gives every sub-env the same kwargs, so the assignment has to happen here. Tasks are set
+    with ``env_method("set_task", i)`` (``VecEnv.set_attr`` would only set the outer wrapper) and take
+    effect at the next reset; every ``reset()`` restarts the cycle, so successive evaluations see the
+    same task order.
+
+    :param venv: a VecEnv of multi-task envs (each with ``set_task``).
     """
 
     def __init__(self, venv: VecEnv) -> None:
         super().__init__(venv)
         self.num_tasks = get_num_tasks(venv)
-        if venv.num_envs % self.num_tasks != 0:
-            raise ValueError(
-                f"n_envs={venv.num_envs} is not a multiple of the {self.num_tasks} tasks: some tasks would get "
-                f"more sub-envs than others. Use n_envs = k * {self.num_tasks}."
-            )
-        self.tasks = assign_tasks(venv, self.num_tasks)
+        self.cycles = venv.num_envs % self.num_tasks != 0
+        self._episodes = np.zeros(venv.num_envs, dtype=np.int64)
+        self.tasks = self._task_of(np.arange(venv.num_envs), self._episodes)
+        self._set_tasks(range(venv.num_envs), self.tasks)
 
-    def reset(self) -> Any:
-        return self.venv.reset()
+    def _task_of(self, envs: np.ndarray, episodes: np.ndarray) -> np.ndarray:
+        return (envs + episodes * self.num_envs) % self.num_tasks
+
+    def _set_tasks(self, envs: Any, tasks: Any) -> None:
+        for env_idx, task in zip(envs, tasks):
+            self.venv.env_method("set_task", int(task), indices=[int(env_idx)])
+
+    def reset(self) -> VecEnvObs:
+        all_envs = np.arange(self.num_envs)
+        self._episodes[:] = 0
+        self.tasks = self._task_of(all_envs, self._episodes)
+        self._set_tasks(all_envs, self.tasks)
+        obs = self.venv.reset()
+        if self.cycles:
+            # set_task applies at the next reset: queue each sub-env's next task now.
+            self._set_tasks(all_envs, self._task_of(all_envs, self._episodes + 1))
+        return obs
 
     def step_wait(self) -> VecEnvStepReturn:
-        return self.venv.step_wait()
+        obs, rewards, dones, infos = self.venv.step_wait()
+        if self.cycles and dones.any():
+            done_envs = np.flatnonzero(dones)
+            # The auto-reset has already started the queued episode; queue the one after it.
+            self._episodes[done_envs] += 1
+            self.tasks[done_envs] = self._task_of(done_envs, self._episodes[done_envs])
+            self._set_tasks(done_envs, self._task_of(done_envs, self._episodes[done_envs] + 1))
+        return obs, rewards, dones, infos
 
 
 class _MakeRegisteredEnv:
