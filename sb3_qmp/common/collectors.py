@@ -39,6 +39,7 @@ class Collector:
 
     name: ClassVar[str] = "base"
     needs_proposals: ClassVar[bool] = False
+    scores_every_step: bool = False  # True when committed rows are re-scored every step (switch_margin)
 
     def __init__(self, num_tasks: int, commit_steps: int = 1, own_prob: float = 0.0) -> None:
         if num_tasks < 1:
@@ -106,9 +107,9 @@ class Collector:
         if self._choice is None or self._choice.shape[0] != n:
             self.reset_state(n)
         assert self._choice is not None
-        proposals = policy.actor.propose(features) if self.needs_proposals else None
 
         if self.commit_steps == 1:
+            proposals = policy.actor.propose(features) if self.needs_proposals else None
             # The paper's per-step mixture: every row decides every step (windows of length 1).
             chosen = self._decide_with_own_prob(policy, features, tasks, proposals)
             per_task = np.bincount(tasks.cpu().numpy(), minlength=self.num_tasks)
@@ -116,6 +117,9 @@ class Collector:
             self.window_count += per_task
         else:
             decide = self._steps_left <= 0
+            # Between decisions the committed policies just act: no proposals, no critic (k x cheaper).
+            needed = self.needs_proposals and (self.scores_every_step or bool(decide.any()))
+            proposals = policy.actor.propose(features) if needed else None
             early = self._switch_early(policy, features, tasks, proposals)
             if early is not None:
                 decide |= early
@@ -199,6 +203,7 @@ class QSwitchCollector(Collector):
         self.score = score
         self.critic_reduce = critic_reduce
         self.switch_margin = switch_margin
+        self.scores_every_step = switch_margin is not None
         self._scores: th.Tensor | None = None
 
     def _score(self, policy: Any, features: th.Tensor, tasks: th.Tensor, proposals: Any) -> th.Tensor:
