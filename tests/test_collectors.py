@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
+import pandas as pd
 import pytest
 import torch as th
 from conftest import SMALL_KWARGS, set_constant_actors, set_distance_critics
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import configure
 
 from sb3_qmp import QMP, MultiTaskSAC, MultiTaskWrapper, make_multitask_vec_env
 from sb3_qmp.common.collectors import QSwitchCollector, make_collector
@@ -215,3 +218,92 @@ def test_collector_from_factories_env_path():
     _, chosen, tasks = select(model, env.reset())
     np.testing.assert_array_equal(tasks, np.arange(4))
     np.testing.assert_array_equal(chosen, PREFERRED)
+
+
+def test_own_prob_windows_survive_the_switch_margin(point_env, monkeypatch):
+    # own_prob acts per decision: a window it gave to the own policy must not be switched away early,
+    # even though every other proposal beats the own one by far more than the margin.
+    model = hand_set_qmp(point_env, commit_steps=50, own_prob=0.5, switch_margin=0.01)
+    forced = th.tensor([True, False, True, False])
+    draws = iter([th.where(forced, 0.0, 1.0)])  # the first decision forces rows 0 and 2, later ones none
+    monkeypatch.setattr(th, "rand", lambda n, device=None: next(draws, th.ones(n)))
+    obs = point_env.reset()
+    first = select(model, obs)[1]
+    tasks = np.arange(4)
+    np.testing.assert_array_equal(first, np.where(forced.numpy(), tasks, PREFERRED))
+    set_distance_critics(model.policy, MEANS[(PREFERRED + 1) % 4, 0])  # now every row prefers another policy
+    for _ in range(3):
+        chosen = select(model, obs)[1]
+        np.testing.assert_array_equal(chosen[forced.numpy()], tasks[forced.numpy()])  # forced windows kept
+        np.testing.assert_array_equal(chosen[~forced.numpy()], ((PREFERRED + 1) % 4)[~forced.numpy()])  # switched
+
+
+@pytest.mark.parametrize("commit_steps", [1, 4])
+def test_own_prob_one_skips_proposals_and_critic(point_env, monkeypatch, commit_steps):
+    model = hand_set_qmp(point_env, own_prob=1.0, commit_steps=commit_steps, switch_margin=0.1 if commit_steps > 1 else None)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("own_prob=1 must not evaluate proposals or critics")
+
+    monkeypatch.setattr(model.policy.actor, "propose", fail)
+    monkeypatch.setattr(model.policy.critic, "score", fail)
+    for _ in range(3):
+        _, chosen, tasks = select(model, point_env.reset())
+        np.testing.assert_array_equal(chosen, tasks)
+
+
+def test_mixture_warmup_collects_with_own_policies_first(point_env):
+    model = hand_set_qmp(point_env, warmup_steps=100)
+    model.learning_starts = 0
+    model.gradient_steps = 0  # keep the hand-set networks
+    model.learn(200)  # 50 vec-env steps of 4 rows: 25 in the warm-up, 25 with the switch
+    expected = np.zeros((4, 4), dtype=np.int64)
+    expected[np.arange(4), np.arange(4)] += 25
+    expected[np.arange(4), PREFERRED] += 25
+    np.testing.assert_array_equal(model.selection_counts, expected)
+    with pytest.raises(ValueError, match="warmup_steps"):
+        QSwitchCollector(4, warmup_steps=-1)
+
+
+def test_commitment_windows_restart_at_every_episode_end_during_learn(point_env):
+    # Episodes (30 steps, or fewer on success) are not multiples of k: every episode end must cut the window
+    # and the first step of the next episode must open a new one, whatever is left of the old one.
+    k = 7
+    model = hand_set_qmp(point_env, commit_steps=k)
+    model.learning_starts = 0
+    model.gradient_steps = 0
+    steps_left, dones = [], []
+    select_fn = model.collector.select
+
+    def spy(*args, **kwargs):
+        out = select_fn(*args, **kwargs)
+        steps_left.append(model.collector._steps_left.clone().numpy())
+        return out
+
+    class RecordDones(BaseCallback):
+        def _on_step(self) -> bool:
+            dones.append(self.locals["dones"].copy())
+            return True
+
+    model.collector.select = spy
+    model.learn(400, callback=RecordDones())
+    steps_left, dones = np.array(steps_left), np.array(dones)
+    assert dones.any(), "the check needs episode ends"
+    expected = np.full(4, k - 1)
+    for t in range(1, len(steps_left)):
+        expected = np.where(dones[t - 1] | (expected == 0), k - 1, expected - 1)
+        np.testing.assert_array_equal(steps_left[t], expected)
+    assert model.collector.window_count.sum() > 0
+
+
+def test_mean_commitment_reaches_the_logger(point_env, tmp_path):
+    model = hand_set_qmp(point_env, commit_steps=5)
+    model.learning_starts = 0
+    model.gradient_steps = 0
+    model.set_logger(configure(str(tmp_path), ["csv"]))
+    model.learn(400, log_interval=1)
+    log = pd.read_csv(tmp_path / "progress.csv")
+    for task in range(4):
+        values = log[f"collect/task_{task}/mean_commitment"].dropna()
+        assert len(values) > 0
+        assert 1.0 <= values.iloc[-1] <= 5.0

@@ -143,3 +143,27 @@ def test_learn_end_to_end(env, algo):
     assert counts.sum() > 0
     if algo is MultiHeadSAC:
         np.testing.assert_array_equal(counts, np.diag(np.diag(counts)))
+
+
+def test_qmp_multihead_commitment_and_own_prob(env, monkeypatch):
+    # The Q-switch options work on the multi-head network exactly as on separate networks.
+    k = 3
+    model = QMPMultiHead(env, collector_kwargs=dict(commit_steps=k), **SMALL)
+    policy = model.policy
+    features, tasks = th.randn(4, D), th.arange(4)
+    tables = iter([th.eye(T)[[1, 2, 3, 0]], th.eye(T)[[3, 0, 1, 2]]])  # preference at the 1st and 2nd decision
+    current = {"table": next(tables)}
+    monkeypatch.setattr(policy.critic, "score", lambda obs, actions, score_tasks, reduce="q1": current["table"])
+    history = []
+    with th.no_grad():
+        for step in range(2 * k):
+            if step == 1:
+                current["table"] = next(tables)  # committed rows must not follow until their window ends
+            history.append(model.collector.select(policy, features, tasks)[1])
+    assert all(th.equal(h, th.tensor([1, 2, 3, 0])) for h in history[:k])
+    assert all(th.equal(h, th.tensor([3, 0, 1, 2])) for h in history[k:])
+
+    own = QMPMultiHead(env, collector_kwargs=dict(own_prob=1.0, commit_steps=k), **SMALL)
+    with th.no_grad():
+        for _ in range(2 * k):
+            assert th.equal(own.collector.select(own.policy, features, tasks)[1], tasks)

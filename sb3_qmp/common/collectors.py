@@ -14,8 +14,10 @@ name         paper name          choice of ``j`` for a row of task ``i``
 ===========  ==================  =========================================================
 
 Every mixture collector also supports *temporal commitment* (``commit_steps=k``: a choice is
-kept for k steps, or until the episode ends) and an *own-policy probability* (``own_prob``:
-each decision picks the row's own policy with that probability). ``k=1, own_prob=0`` is the
+kept for k steps, or until the episode ends), an *own-policy probability* (``own_prob``:
+each decision picks the row's own policy with that probability) and a *mixture warm-up*
+(``warmup_steps``: every row acts with its own policy until the model has taken that many env
+steps; the paper's "mixture warmup period"). ``k=1, own_prob=0, warmup_steps=0`` is the
 paper's per-step mixture.
 """
 
@@ -35,23 +37,29 @@ class Collector:
     :param num_tasks: number of tasks T.
     :param commit_steps: how many steps a decision is kept (``1`` re-decides every step).
     :param own_prob: probability that a decision picks the row's own task policy.
+    :param warmup_steps: env steps (all tasks together, counted like ``learning_starts``, from the
+        start of training) during which every row acts with its own policy before the mixture starts.
     """
 
     name: ClassVar[str] = "base"
     needs_proposals: ClassVar[bool] = False
     scores_every_step: bool = False  # True when committed rows are re-scored every step (switch_margin)
 
-    def __init__(self, num_tasks: int, commit_steps: int = 1, own_prob: float = 0.0) -> None:
+    def __init__(self, num_tasks: int, commit_steps: int = 1, own_prob: float = 0.0, warmup_steps: int = 0) -> None:
         if num_tasks < 1:
             raise ValueError(f"num_tasks must be >= 1, got {num_tasks}.")
         if not isinstance(commit_steps, (int, np.integer)) or commit_steps < 1:
             raise ValueError(f"commit_steps must be an int >= 1 (1 = re-decide every step), got {commit_steps!r}.")
         if not 0.0 <= own_prob <= 1.0:
             raise ValueError(f"own_prob is a probability and must lie in [0, 1], got {own_prob!r}.")
+        if not isinstance(warmup_steps, (int, np.integer)) or warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be an int >= 0 (0 = mix from the first step), got {warmup_steps!r}.")
         self.num_tasks = num_tasks
         self.commit_steps = int(commit_steps)
         self.own_prob = float(own_prob)
+        self.warmup_steps = int(warmup_steps)
         self._choice: th.Tensor | None = None
+        self._forced_own = th.zeros(0, dtype=th.bool)  # rows whose current window own_prob forced
         self._steps_left = th.zeros(0, dtype=th.long)
         self._window_len = th.zeros(0, dtype=th.long)
         self._row_task = th.zeros(0, dtype=th.long)
@@ -63,6 +71,7 @@ class Collector:
     def reset_state(self, n_envs: int) -> None:
         """Forget all commitments (e.g. when a new VecEnv is set)."""
         self._choice = th.zeros(n_envs, dtype=th.long)
+        self._forced_own = th.zeros(n_envs, dtype=th.bool)
         self._steps_left = th.zeros(n_envs, dtype=th.long)
         self._window_len = th.zeros(n_envs, dtype=th.long)
         self._row_task = th.zeros(n_envs, dtype=th.long)
@@ -108,25 +117,29 @@ class Collector:
             self.reset_state(n)
         assert self._choice is not None
 
+        # own_prob=1 always picks the own policy: no proposals and no critic are needed at all.
+        needs_proposals = self.needs_proposals and self.own_prob < 1.0
         if self.commit_steps == 1:
-            proposals = policy.actor.propose(features) if self.needs_proposals else None
+            proposals = policy.actor.propose(features) if needs_proposals else None
             # The paper's per-step mixture: every row decides every step (windows of length 1).
-            chosen = self._decide_with_own_prob(policy, features, tasks, proposals)
+            chosen, _ = self._decide_with_own_prob(policy, features, tasks, proposals)
             per_task = np.bincount(tasks.cpu().numpy(), minlength=self.num_tasks)
             self.window_len_sum += per_task
             self.window_count += per_task
         else:
             decide = self._steps_left <= 0
             # Between decisions the committed policies just act: no proposals, no critic (k x cheaper).
-            needed = self.needs_proposals and (self.scores_every_step or bool(decide.any()))
+            needed = needs_proposals and (self.scores_every_step or bool(decide.any()))
             proposals = policy.actor.propose(features) if needed else None
             early = self._switch_early(policy, features, tasks, proposals)
             if early is not None:
-                decide |= early
+                # A window that own_prob gave to the own policy is kept: own_prob acts per decision.
+                decide |= early & ~self._forced_own
             if bool(decide.any()):
-                choice = self._decide_with_own_prob(policy, features, tasks, proposals).cpu()
+                choice, forced = self._decide_with_own_prob(policy, features, tasks, proposals)
                 self._close_windows(decide.nonzero().squeeze(1))
-                self._choice = th.where(decide, choice, self._choice)
+                self._choice = th.where(decide, choice.cpu(), self._choice)
+                self._forced_own = th.where(decide, forced.cpu(), self._forced_own)
                 self._steps_left = th.where(decide, self.commit_steps, self._steps_left)
             self._steps_left -= 1
             self._window_len += 1
@@ -138,12 +151,17 @@ class Collector:
             actions = policy.actor.task_actions(features, chosen)
         return actions, chosen
 
-    def _decide_with_own_prob(self, policy: Any, features: th.Tensor, tasks: th.Tensor, proposals: Any) -> th.Tensor:
+    def _decide_with_own_prob(
+        self, policy: Any, features: th.Tensor, tasks: th.Tensor, proposals: Any
+    ) -> tuple[th.Tensor, th.Tensor]:
+        """The policy of every deciding row, and which rows ``own_prob`` forced to their own policy."""
+        if self.own_prob >= 1.0:
+            return tasks, th.ones_like(tasks, dtype=th.bool)
         choice = self._decide(policy, features, tasks, proposals)
-        if self.own_prob > 0.0:
-            own = th.rand(tasks.shape[0], device=tasks.device) < self.own_prob
-            choice = th.where(own, tasks, choice)
-        return choice
+        if self.own_prob == 0.0:
+            return choice, th.zeros_like(tasks, dtype=th.bool)
+        own = th.rand(tasks.shape[0], device=tasks.device) < self.own_prob
+        return th.where(own, tasks, choice), own
 
     # -- (de)serialisation ---------------------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
@@ -178,7 +196,9 @@ class QSwitchCollector(Collector):
     :param commit_steps: keep a choice for this many steps (``1`` = the paper's switch).
     :param own_prob: probability that a decision picks the row's own policy.
     :param switch_margin: with ``commit_steps > 1``, drop a commitment early when another
-        policy's proposal beats the committed one's by more than this Q-value margin.
+        policy's proposal beats the committed one's by more than this Q-value margin (windows that
+        ``own_prob`` gave to the own policy are kept).
+    :param warmup_steps: env steps of own-policy collection before the switch starts (paper: 0).
     """
 
     name = "qswitch"
@@ -192,8 +212,9 @@ class QSwitchCollector(Collector):
         commit_steps: int = 1,
         own_prob: float = 0.0,
         switch_margin: float | None = None,
+        warmup_steps: int = 0,
     ) -> None:
-        super().__init__(num_tasks, commit_steps, own_prob)
+        super().__init__(num_tasks, commit_steps, own_prob, warmup_steps)
         if score not in ("mean", "sample"):
             raise ValueError(f"score must be 'mean' or 'sample', got {score!r}.")
         if critic_reduce not in ("q1", "min"):
@@ -212,7 +233,7 @@ class QSwitchCollector(Collector):
 
     def _switch_early(self, policy: Any, features: th.Tensor, tasks: th.Tensor, proposals: Any) -> th.Tensor | None:
         self._scores = None
-        if self.switch_margin is None or self.commit_steps == 1:
+        if self.switch_margin is None or self.commit_steps == 1 or proposals is None:
             return None
         assert self._choice is not None
         self._scores = self._score(policy, features, tasks, proposals)
@@ -261,12 +282,15 @@ class FixedMixtureCollector(Collector):
         for task i), or the name of a preset (see :data:`sb3_qmp.common.presets.MIXTURE_PRESETS`).
     :param commit_steps: keep a choice for this many steps.
     :param own_prob: probability that a decision picks the row's own policy.
+    :param warmup_steps: env steps of own-policy collection before the mixture starts.
     """
 
     name = "fixed"
 
-    def __init__(self, num_tasks: int, matrix: Any = None, commit_steps: int = 1, own_prob: float = 0.0) -> None:
-        super().__init__(num_tasks, commit_steps, own_prob)
+    def __init__(
+        self, num_tasks: int, matrix: Any = None, commit_steps: int = 1, own_prob: float = 0.0, warmup_steps: int = 0
+    ) -> None:
+        super().__init__(num_tasks, commit_steps, own_prob, warmup_steps)
         if matrix is None:
             raise ValueError("The 'fixed' collector needs collector_kwargs=dict(matrix=...) (a T x T matrix or preset).")
         self.matrix = check_mixture_matrix(matrix, num_tasks)

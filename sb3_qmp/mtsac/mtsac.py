@@ -62,7 +62,7 @@ class MultiTaskSAC(OffPolicyAlgorithm):
     :param collector: behaviour policy for data collection: ``"own"``, ``"qswitch"``, ``"uniform"``
         or ``"fixed"`` (``None`` = the class default).
     :param collector_kwargs: keyword arguments of the collector (e.g. ``score``, ``commit_steps``,
-        ``own_prob``, ``matrix``); see :mod:`sb3_qmp.common.collectors`.
+        ``own_prob``, ``warmup_steps``, ``matrix``); see :mod:`sb3_qmp.common.collectors`.
     :param replay_buffer_class: replay buffer class (a :class:`MultiTaskReplayBuffer` subclass).
     :param replay_buffer_kwargs: keyword arguments of the replay buffer.
     :param stats_window_size: window of the rollout statistics (per task too).
@@ -277,7 +277,10 @@ class MultiTaskSAC(OffPolicyAlgorithm):
             obs = th.as_tensor(self._last_obs, dtype=th.float32, device=self.device)
             with th.no_grad():
                 features, tasks = self.policy.split_obs(obs)
-                actions, chosen = self.collector.select(self.policy, features, tasks)
+                if self.num_timesteps < self.collector.warmup_steps:  # mixture warm-up: own policies act
+                    actions, chosen = self.actor.task_actions(features, tasks), tasks
+                else:
+                    actions, chosen = self.collector.select(self.policy, features, tasks)
             scaled_action = actions.cpu().numpy()
             assert self.selection_counts is not None
             pairs = tasks.cpu().numpy() * self.num_tasks + chosen.cpu().numpy()
