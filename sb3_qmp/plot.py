@@ -9,7 +9,8 @@ folder per seed), finds the files written by :class:`~sb3_qmp.common.callbacks.P
 * ``<env>_per_task_success.png``: one panel per task, same curves;
 * ``<env>_<algo>_selection.png``: the T x T mixture-selection heatmap (paper Figure 5b: row i =
   task collecting data, column j = policy that acted, row-normalised, diagonal zeroed), averaged
-  over seeds, for algorithms that record one.
+  over seeds, for algorithms that record one and ever acted with another task's policy (an all-zero
+  map, e.g. ``separated``, whose own-policy collector never shares, is skipped with a note).
 
 ``--metric return`` plots the mean evaluation return instead. ``--heatmap MODEL.zip`` (repeatable)
 draws the heatmap of a saved model from its ``selection_counts`` (read from the zip without an env).
@@ -21,6 +22,7 @@ import argparse
 import glob
 import os
 import re
+import sys
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -287,6 +289,11 @@ def plot_all(
         for (algo, env), group in sorted(groups.items()):
             # Average of the seeds' row-normalised matrices (each seed weighs the same).
             mean = np.mean([selection_matrix(r.selection_counts, zero_diagonal=False) for r in group], axis=0)  # type: ignore[arg-type]
+            if not selection_matrix(mean).any():
+                # The map zeroes the diagonal: an own-policy-only collector leaves nothing to see.
+                note = f"No selection heatmap for {algo} on {env}: it only ever acted with each task's own policy."
+                print(note, file=sys.stderr)  # stdout lists the PNGs
+                continue
             title = f"{algo} on {env} ({len(group)} seed{'s' if len(group) > 1 else ''})"
             paths.append(plot_heatmap(mean, os.path.join(output, f"{env}_{algo}_selection.png"), title, group[0].task_names))
     return paths

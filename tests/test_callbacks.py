@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from stable_baselines3.common.logger import configure
+from stable_baselines3.common.vec_env import VecNormalize
 
 from sb3_qmp import QMP, make_multitask_vec_env
-from sb3_qmp.common.callbacks import EVAL_CSV, EVAL_FILE, PerTaskEvalCallback, load_evaluations
+from sb3_qmp.common.callbacks import EVAL_CSV, EVAL_FILE, PerTaskEvalCallback, chosen_log_dir, load_evaluations
 
 TINY: dict[str, Any] = dict(
     learning_starts=64, batch_size=16, buffer_size=2_000, train_freq=4, policy_kwargs=dict(net_arch=[16])
@@ -59,7 +62,9 @@ def test_each_task_runs_its_own_task(tmp_path: Path) -> None:
     # A single-env eval env (an env id with one sub-env per task is the default): tasks in 4 rounds.
     import gymnasium as gym
 
-    callback = PerTaskEvalCallback(eval_env=gym.make("MultiGoalPoint-v0"), eval_freq=-1, n_eval_episodes=1, verbose=0)
+    callback = PerTaskEvalCallback(
+        eval_env=gym.make("MultiGoalPoint-v0"), eval_freq=-1, n_eval_episodes=1, log_path=str(tmp_path), verbose=0
+    )
     model.learn(8, callback=callback)  # evaluates once, at the end
     rows = np.concatenate(seen)
     assert sorted(set(rows.tolist())) == [0, 1, 2, 3]
@@ -77,3 +82,82 @@ def test_from_env_id_and_errors(tmp_path: Path) -> None:
     assert (tmp_path / EVAL_FILE).is_file()
     with pytest.raises(FileNotFoundError, match="PerTaskEvalCallback"):
         load_evaluations(str(tmp_path / "nothing"))
+
+
+def test_reward_only_vecnormalize(tmp_path: Path) -> None:
+    """Reward normalisation changes nothing the policy sees: the eval env stays unwrapped, returns raw."""
+    env = VecNormalize(make_multitask_vec_env("MultiGoalPoint-v0", seed=0), norm_obs=False, norm_reward=True)
+    model = QMP("MlpPolicy", env, seed=0, **TINY)
+    callback = PerTaskEvalCallback(eval_freq=48, n_eval_episodes=1, log_path=str(tmp_path), verbose=0)
+    model.learn(96, callback=callback)  # used to fail: "Error while synchronizing normalization stats"
+    assert callback.timesteps == [48, 96]
+    assert not isinstance(callback.eval_env, VecNormalize)
+    returns, lengths = callback.returns[-1], callback.lengths[-1]
+    # Raw returns: every step costs at least 1 (normalised ones would be O(1) per episode).
+    assert (returns <= -lengths).all()
+
+
+def test_observation_normalization_is_matched_and_synced() -> None:
+    """With a norm_obs VecNormalize on the training side, evaluation sees the same normalised observations."""
+    model = QMP("MlpPolicy", make_multitask_vec_env("MultiGoalPoint-v0", seed=0), seed=0, **TINY)
+    stats = VecNormalize(make_multitask_vec_env("MultiGoalPoint-v0", seed=0), norm_obs=True, norm_reward=False, epsilon=0.0)
+    stats.obs_rms.mean[:], stats.obs_rms.var[:] = 1.0, 4.0
+    # QMP itself refuses norm_obs (it would rescale the one-hot task id); any model that allows it gets this.
+    model.get_vec_normalize_env = lambda: stats  # type: ignore[method-assign]
+    seen: list[np.ndarray] = []
+    predict = model.predict
+
+    def spy(obs, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(obs.copy())
+        return predict(obs, *args, **kwargs)
+
+    model.predict = spy  # type: ignore[method-assign, assignment]
+    callback = PerTaskEvalCallback("MultiGoalPoint-v0", eval_freq=-1, n_eval_episodes=1, verbose=0)
+    callback.init_callback(model)
+    eval_norm = callback.eval_env
+    assert isinstance(eval_norm, VecNormalize) and not eval_norm.training and not eval_norm.norm_reward
+    callback.evaluate()
+    # One-hot suffix {0, 1} -> (x - 1) / 2 = {-0.5, 0}: the statistics were copied before evaluating.
+    assert set(np.unique(np.concatenate(seen)[:, -4:]).tolist()) == {-0.5, 0.0}
+    stats.obs_rms.mean[:] = 0.0  # the training statistics move on: every evaluation re-syncs
+    seen.clear()
+    callback.evaluate()
+    assert set(np.unique(np.concatenate(seen)[:, -4:]).tolist()) == {0.0, 0.5}
+    assert eval_norm.obs_rms.mean.tolist() == [0.0] * stats.obs_rms.mean.size
+
+
+def test_log_dir_only_when_the_user_chose_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    monkeypatch.delenv("SB3_LOGDIR", raising=False)
+    assert chosen_log_dir(None) is None
+    assert chosen_log_dir(configure(None, ["stdout"])) is None  # SB3's throw-away <tmp>/SB3-<date-time>
+    assert chosen_log_dir(configure(None, [""])) is None
+    auto_csv = configure(None, ["csv"])  # files are written there anyway: ours go along
+    assert chosen_log_dir(auto_csv) == auto_csv.get_dir()
+    assert chosen_log_dir(configure(str(tmp_path / "mine"), ["stdout"])) == str(tmp_path / "mine")
+    monkeypatch.setenv("SB3_LOGDIR", str(tmp_path / "env"))
+    assert chosen_log_dir(configure(None, ["stdout"])) == str(tmp_path / "env")
+
+
+def test_without_log_path_keeps_results_in_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where SB3 puts its default logger folder
+    model = QMP("MlpPolicy", make_multitask_vec_env("MultiGoalPoint-v0", seed=0), seed=0, verbose=0, **TINY)
+    callback = PerTaskEvalCallback(eval_freq=-1, n_eval_episodes=1, verbose=0)
+    with pytest.warns(UserWarning, match="no log_path"):
+        model.learn(16, callback=callback)  # one rollout: 4 vec steps x 4 envs
+    assert model.logger.get_dir() is not None and model.logger.get_dir().startswith(str(tmp_path))  # type: ignore[union-attr]
+    assert callback.log_path is None and callback.timesteps == [16] and callback.successes[0].shape == (4, 1)
+    assert not list(tmp_path.rglob(EVAL_FILE)), "no stray files in SB3's temp logger folder"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once per callback
+        model.learn(16, callback=callback, reset_num_timesteps=False)
+    assert callback.timesteps == [16, 32]
+
+
+def test_log_path_defaults_to_a_chosen_logger_folder(tmp_path: Path) -> None:
+    model = QMP("MlpPolicy", make_multitask_vec_env("MultiGoalPoint-v0", seed=0), seed=0, **TINY)
+    model.set_logger(configure(str(tmp_path / "log"), ["csv"]))
+    callback = PerTaskEvalCallback(eval_freq=-1, n_eval_episodes=1, verbose=0)
+    model.learn(16, callback=callback)
+    assert callback.log_path == str(tmp_path / "log")
+    assert load_evaluations(str(tmp_path / "log"))["timesteps"].tolist() == [16]

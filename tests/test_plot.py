@@ -39,7 +39,7 @@ def _assert_png(path: str | Path) -> None:
     assert data[:8] == PNG_MAGIC and len(data) > 2_000, f"{path} is not a real PNG"
 
 
-def test_plot_cli_from_zoo_logs(logs: Path, tmp_path: Path) -> None:
+def test_plot_cli_from_zoo_logs(logs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     model_zip = logs / "qmp" / f"{ENV}_1" / f"{ENV}.zip"
     paths = main([str(logs), "-o", str(tmp_path), "--heatmap", str(model_zip)])
     names = sorted(Path(p).name for p in paths)
@@ -48,12 +48,15 @@ def test_plot_cli_from_zoo_logs(logs: Path, tmp_path: Path) -> None:
             f"{ENV}_success.png",
             f"{ENV}_per_task_success.png",
             f"{ENV}_qmp_selection.png",
-            f"{ENV}_separated_selection.png",  # all zero off the diagonal: no sharing
             f"{ENV}_selection.png",  # the --heatmap of the model zip
         ]
     )
     for path in paths:
         _assert_png(path)
+    # separated records selections (its collector always picks the own policy): an all-zero map is skipped.
+    assert find_runs([str(logs)], algos=["separated"])[0].selection_counts is not None
+    assert not (tmp_path / f"{ENV}_separated_selection.png").exists()
+    assert f"No selection heatmap for separated on {ENV}" in capsys.readouterr().err
     paths = main([str(logs), "-o", str(tmp_path / "ret"), "--metric", "return", "--no-heatmaps", "--algos", "qmp"])
     assert sorted(Path(p).name for p in paths) == [f"{ENV}_per_task_return.png", f"{ENV}_return.png"]
 

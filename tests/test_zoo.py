@@ -1,17 +1,21 @@
 """rl-zoo3 integration: the start-up hook, the literal zoo commands, Optuna, configs, errors.
 
 Subprocess tests run the *installed* package (``pip install -e .`` installs the ``.pth`` hook).
-Importing rl-zoo3 costs seconds, so the other algorithms' zoo runs share one subprocess (each still
-goes through ``runpy`` of ``rl_zoo3.train``, exactly what ``python -m rl_zoo3.train`` runs).
+Each algorithm runs the literal ``python -m rl_zoo3.train`` in its own process; importing rl-zoo3
+costs seconds, so independent processes run concurrently (:func:`run_jobs`).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,23 +26,89 @@ import yaml
 
 from sb3_qmp.common.vec_env import TaskAssignmentWrapper
 from sb3_qmp.registry import ALGO_PATHS
-from sb3_qmp.zoo import CONFIG_DIR, available_algos, register_zoo
-from sb3_qmp.zoo.samplers import accepted_kwargs, convert_params, make_sampler
+from sb3_qmp.zoo import CONFIG_DIR, OPTIMIZE_BASE, available_algos, register_zoo, without_per_task_eval
+from sb3_qmp.zoo.samplers import SWITCH_MARGINS, accepted_kwargs, convert_params, make_sampler
 
 ENV = "MultiGoalPoint-v0"
 AVAILABLE, MISSING = available_algos()
 # Tiny budget: 200 env steps (50 per task), learning from step 100, one evaluation at the end.
 SMOKE = ["-n", "200", "--seed", "1", "--eval-freq", "-1", "--num-threads", "1", "-params", "learning_starts:100"]
 ZOO_ONLY_KEYS = {"n_envs", "n_timesteps", "vec_env_wrapper", "env_wrapper", "callback", "env_kwargs", "normalize"}
+TIMEOUT = 240  # seconds, per subprocess
+NORMALIZE_REWARD = "normalize:dict(norm_obs=False, norm_reward=True)"
+REPO = Path(__file__).resolve().parent.parent
 PACKAGE_ENVS = ["MultiGoalPoint-v0", "MultistageReacher-v0", "MazeNavigation-v0", "MetaWorldDoorDrawer-v0", "MetaWorldMT10-v0"]
 
 
+def subprocess_env() -> dict[str, str]:
+    # The venv's bin first: the example scripts call plain `python`.
+    path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+    return {**os.environ, "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1", "PATH": path}
+
+
 def run(args: list[str], tmp: Path, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1", **(extra_env or {})}
-    proc = subprocess.run([sys.executable, *args], cwd=tmp, env=env, capture_output=True, text=True, timeout=240)
+    env = {**subprocess_env(), **(extra_env or {})}
+    proc = subprocess.run([sys.executable, *args], cwd=tmp, env=env, capture_output=True, text=True, timeout=TIMEOUT)
     if proc.returncode != 0:
         raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
     return proc
+
+
+def py(*args: str) -> list[str]:
+    """A command line of this interpreter (the venv's ``python``)."""
+    return [sys.executable, *args]
+
+
+@dataclass
+class Job:
+    """Outcome of one :func:`run_jobs` job: its commands' return code and combined output."""
+
+    returncode: int | None = None
+    output: str = ""
+    enjoy: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+def run_jobs(jobs: dict[str, list[list[str]]], tmp: Path, extra_env: dict[str, str] | None = None) -> dict[str, Job]:
+    """Run each job's commands one after the other, the jobs concurrently (at most one per CPU, min 2).
+
+    A job stops at its first failing command. Every process gets the same timeout as :func:`run`.
+    """
+    env = {**subprocess_env(), **(extra_env or {})}
+    limit = max(2, os.cpu_count() or 1)
+    pending = list(jobs)
+    running: dict[str, tuple[subprocess.Popen, float, list[list[str]]]] = {}
+    results = {name: Job() for name in jobs}
+
+    def start(name: str, commands: list[list[str]]) -> None:
+        # Output to a file, not a pipe: nobody reads while they run (the child keeps its own handle).
+        with open(tmp / f"{name}.out", "a") as log:
+            proc = subprocess.Popen(commands[0], cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT)
+        running[name] = (proc, time.monotonic(), commands[1:])
+
+    while pending or running:
+        while pending and len(running) < limit:
+            name = pending.pop(0)
+            start(name, jobs[name])
+        time.sleep(0.05)
+        for name, (proc, began, rest) in list(running.items()):
+            if proc.poll() is None and time.monotonic() - began < TIMEOUT:
+                continue
+            if proc.returncode is None:
+                proc.kill()
+                proc.wait()
+                with open(tmp / f"{name}.out", "a") as log:
+                    log.write(f"\n[killed after {TIMEOUT} s]\n")
+            del running[name]
+            results[name].returncode = proc.returncode
+            if proc.returncode == 0 and rest:
+                start(name, rest)
+    for name, result in results.items():
+        result.output = (tmp / f"{name}.out").read_text()
+    return results
 
 
 def require(algo: str) -> None:
@@ -73,6 +143,17 @@ def test_register_zoo_in_process() -> None:
         assert name in HYPERPARAMS_SAMPLER and name in HYPERPARAMS_CONVERTER
     assert ALGOS["sac"].__name__ == "SAC"  # the zoo's own algorithms are untouched
     assert getattr(ExperimentManager, "_sb3_qmp_patched", False)
+
+
+def test_zoo_runtime_dependencies_are_declared() -> None:
+    """rl-zoo3 needs pandas, requests and (its ``rl_zoo3`` console script) seaborn without declaring them."""
+    import importlib
+
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    dependencies = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = {re.split(r"[<>=!~; \[]", dep, maxsplit=1)[0].lower() for dep in dependencies}
+    assert {"pandas", "requests", "seaborn", "rl-zoo3"} <= names
+    importlib.import_module("rl_zoo3.cli")  # what the console script imports (seaborn through rl_zoo3.plots)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -136,13 +217,48 @@ def test_sampler_and_converter(algo: str) -> None:
         knobs = params["collector_kwargs"]
         assert knobs["score"] in ("mean", "sample") and knobs["critic_reduce"] in ("q1", "min")
         assert knobs["commit_steps"] in (1, 5, 10, 20) and 0.0 <= knobs["own_prob"] <= 0.9
+        assert knobs["switch_margin"] in SWITCH_MARGINS
+        assert ("switch_margin" in trial.params) == (knobs["commit_steps"] > 1)
     if algo in ("dnc", "dnc_reg"):
         assert params["beta"] in (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 
 
+@pytest.mark.parametrize("algo", ["qmp", "qmp_multihead"])
+def test_switch_margin_is_sampled_with_commitments_and_reloaded(algo: str, tmp_path: Path) -> None:
+    """``switch_margin`` (None included) is drawn only when ``commit_steps > 1`` and survives the storage."""
+    require(algo)
+    storage = f"sqlite:///{tmp_path / 'm.db'}"
+    study = optuna.create_study(storage=storage, study_name="m", sampler=optuna.samplers.RandomSampler(seed=0))
+    fixed: list[dict[str, Any]] = [
+        {"commit_steps": 5, "switch_margin": None},
+        {"commit_steps": 10, "switch_margin": 1.0},
+        {"commit_steps": 1},
+    ]
+    sampled = []
+    for values in fixed:
+        study.enqueue_trial(values)
+        trial = study.ask()
+        sampled.append(make_sampler(algo)(trial, 2, 4, {}))
+        study.tell(trial, 0.0)
+    assert [params["collector_kwargs"]["switch_margin"] for params in sampled] == [None, 1.0, None]
+    stored = optuna.load_study(study_name="m", storage=storage).trials
+    assert "switch_margin" in stored[0].params and stored[0].params["switch_margin"] is None
+    assert "switch_margin" not in stored[2].params, "no margin is drawn without commitments"
+    for trial_record, params in zip(stored, sampled):
+        assert convert_params(algo, trial_record.params) == params  # what --trial-id reloads
+    # A margin in the YAML is switched off when the trial does not commit.
+    assert convert_params(algo, {"commit_steps": 1})["collector_kwargs"] == {"commit_steps": 1, "switch_margin": None}
+    if algo == "qmp":
+        register_zoo()
+        from rl_zoo3.exp_manager import ExperimentManager
+
+        manager: Any = ExperimentManager(None, algo, ENV, str(tmp_path), storage=storage, study_name="m", trial_id=1)  # type: ignore[arg-type]
+        knobs = manager.read_hyperparameters()[0]["collector_kwargs"]
+        assert knobs["commit_steps"] == 10 and knobs["switch_margin"] == 1.0
+
+
 def test_sampled_collector_kwargs_merge_into_yaml() -> None:
     require("qmp_domain")
-    from sb3_qmp.zoo import OPTIMIZE_BASE
 
     OPTIMIZE_BASE["qmp_domain"] = {"collector_kwargs": {"matrix": "reacher_domain", "own_prob": 0.0}}
     try:
@@ -178,6 +294,40 @@ def test_env_not_in_yaml_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_p
         _zoo_train(monkeypatch, ["--algo", "qmp", "--env", "Pendulum-v1", "-f", str(tmp_path)])
 
 
+def test_zoo_reward_normalization_with_per_task_eval(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """``normalize`` (here reward-only) in a zoo config works with the YAML's per-task eval callback."""
+    monkeypatch.setitem(OPTIMIZE_BASE, "qmp", {})  # setup_experiment records the run's hyperparameters
+    # SMOKE ends with the -params list: add the normalisation to it.
+    _zoo_train(monkeypatch, ["--algo", "qmp", "--env", ENV, "-f", str(tmp_path), *SMOKE, NORMALIZE_REWARD])
+    run_dir = tmp_path / "qmp" / f"{ENV}_1"
+    assert (run_dir / ENV / "vecnormalize.pkl").is_file()
+    evaluations = np.load(run_dir / "evaluations_per_task.npz")
+    assert evaluations["timesteps"].size == 1 and (evaluations["returns"] < 0).all()
+
+
+def test_optimize_leaves_per_task_eval_out(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    register_zoo()
+    from rl_zoo3.exp_manager import ExperimentManager
+
+    from sb3_qmp.common.callbacks import PerTaskEvalCallback
+
+    name = "sb3_qmp.common.callbacks.PerTaskEvalCallback"
+    other = "stable_baselines3.common.callbacks.CheckpointCallback"
+    spec = [{name: {"eval_freq": 10}}, {other: {"save_freq": 10}}, name, PerTaskEvalCallback()]
+    assert without_per_task_eval(spec) == [{other: {"save_freq": 10}}]
+    assert without_per_task_eval(None) == [] and without_per_task_eval(name) == []
+    assert without_per_task_eval("no.such.Callback") == ["no.such.Callback"]  # left to the zoo's error
+
+    monkeypatch.setitem(OPTIMIZE_BASE, "qmp", {})
+    manager: Any = ExperimentManager(argparse.Namespace(), "qmp", ENV, str(tmp_path), optimize_hyperparameters=True, verbose=0)
+    assert manager.setup_experiment() is None
+    assert manager.specified_callbacks == [], "trials must not re-create the YAML's PerTaskEvalCallback"
+    manager = ExperimentManager(argparse.Namespace(), "qmp", ENV, str(tmp_path), verbose=0)
+    manager.setup_experiment()
+    per_task = [c for c in manager.callbacks if isinstance(c, PerTaskEvalCallback)]
+    assert len(per_task) == 1 and per_task[0].log_path == manager.save_path  # plain training keeps it
+
+
 # ----------------------------------------------------------------------------------------------
 # The literal commands (subprocesses on the installed package)
 # ----------------------------------------------------------------------------------------------
@@ -197,46 +347,56 @@ def test_literal_zoo_train_and_enjoy(tmp_path: Path) -> None:
     assert proc.stdout.count("Episode Reward") >= 4, proc.stdout[-2000:]
 
 
-ALGO_LOOP = textwrap.dedent(
+ENJOY_LOOP = textwrap.dedent(
     """
     import json, runpy, sys, traceback
     results, out_file, algos = {}, sys.argv[1], sys.argv[2:]
     for algo in algos:
-        for module, args in (("rl_zoo3.train", ["--algo", algo, "--env", ENV, "-f", LOGS, *SMOKE]),
-                             ("rl_zoo3.enjoy", ["--algo", algo, "--env", ENV, "-f", LOGS, "--no-render", "-n", "40"])):
-            sys.argv = [module, *args]
-            try:
-                runpy.run_module(module, run_name="__main__", alter_sys=True)
-                results.setdefault(algo, "ok")
-            except BaseException:
-                results[algo] = f"{module}: " + traceback.format_exc()[-3000:]
-                break
+        sys.argv = ["rl_zoo3.enjoy", "--algo", algo, "--env", ENV, "-f", LOGS, "--no-render", "-n", "40"]
+        try:
+            runpy.run_module("rl_zoo3.enjoy", run_name="__main__", alter_sys=True)
+            results[algo] = "ok"
+        except BaseException:
+            results[algo] = traceback.format_exc()[-3000:]
     json.dump(results, open(out_file, "w"))
     """
 )
 
 
 @pytest.fixture(scope="module")
-def other_algo_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
-    """Train (and enjoy) every importable algorithm but qmp through rl_zoo3.train, in one subprocess."""
+def other_algo_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Job]]:
+    """``python -m rl_zoo3.train --algo <algo>`` for every importable algorithm but qmp, each in its own process.
+
+    The processes run concurrently (start-up, mostly imports, dominates their ~4 s). Then one more
+    process runs ``rl_zoo3.enjoy`` (through ``runpy``, as ``-m`` does) on every trained model.
+    """
     tmp = tmp_path_factory.mktemp("zoo_algos")
+    logs = str(tmp / "logs")
     algos = sorted(name for name in AVAILABLE if name != "qmp")
-    if not algos:
-        return tmp, {}
-    script = f"ENV = {ENV!r}; LOGS = {str(tmp / 'logs')!r}; SMOKE = {SMOKE!r}\n" + ALGO_LOOP
-    run(["-c", script, str(tmp / "results.json"), *algos], tmp)
-    return tmp, json.loads((tmp / "results.json").read_text())
+    jobs = {algo: [py("-m", "rl_zoo3.train", "--algo", algo, "--env", ENV, "-f", logs, *SMOKE)] for algo in algos}
+    results = run_jobs(jobs, tmp)
+    trained = [algo for algo in algos if results[algo].ok]
+    if trained:
+        script = f"ENV = {ENV!r}; LOGS = {logs!r}\n" + ENJOY_LOOP
+        run(["-c", script, str(tmp / "enjoy.json"), *trained], tmp)
+        for algo, outcome in json.loads((tmp / "enjoy.json").read_text()).items():
+            results[algo].enjoy = outcome
+    return tmp, results
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("algo", sorted(name for name in ALGO_PATHS if name != "qmp"))
-def test_zoo_train_every_algo(algo: str, other_algo_runs: tuple[Path, dict[str, str]]) -> None:
+def test_zoo_train_every_algo(algo: str, other_algo_runs: tuple[Path, dict[str, Job]]) -> None:
     require(algo)
     tmp, results = other_algo_runs
-    assert results.get(algo) == "ok", results.get(algo)
-    model_file = tmp / "logs" / algo / f"{ENV}_1" / f"{ENV}.zip"
-    model = AVAILABLE[algo].load(model_file)
+    result = results[algo]
+    assert result.ok, result.output
+    assert f"{algo}.yml" in result.output, "the default config must be the package's YAML"
+    assert result.enjoy == "ok", result.enjoy
+    run_dir = tmp / "logs" / algo / f"{ENV}_1"
+    model = AVAILABLE[algo].load(run_dir / f"{ENV}.zip")
     assert model.num_tasks == 4 and model.num_timesteps >= 200
+    assert np.load(run_dir / "evaluations_per_task.npz")["successes"].shape[1] == 4
 
 
 def _trial_count(storage: str, name: str) -> int:
@@ -257,6 +417,23 @@ def test_optimize_shared_study_resumes(tmp_path: Path) -> None:
     assert len(study.trials) == 4
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials), [t.state for t in study.trials]
     assert {"commit_steps", "own_prob", "score", "critic_reduce"} <= set(study.trials[0].params)
+
+
+@pytest.mark.slow
+def test_optimize_with_journal_file_storage(tmp_path: Path) -> None:
+    """``--storage <file>.log``: Optuna's journal file (shareable where SQLite locking is not)."""
+    journal = tmp_path / "study.log"
+    args = ["--algo", "qmp", "--env", ENV, "-f", str(tmp_path / "logs"), "-optimize", "--n-trials", "2"]
+    args += ["--storage", str(journal), "--study-name", "j", "--sampler", "random", "--pruner", "none"]
+    args += ["--n-evaluations", "1", "--eval-episodes", "4", "--no-optim-plots", *SMOKE, NORMALIZE_REWARD]
+    # SB3 gives each trial's logger a folder under TMPDIR: nothing may be written there.
+    (tmp_path / "tmp").mkdir()
+    proc = run(["-m", "rl_zoo3.train", *args], tmp_path, extra_env={"TMPDIR": str(tmp_path / "tmp")})
+    assert "PerTaskEvalCallback is left out of -optimize trials" in proc.stdout
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
+    trials = optuna.load_study(study_name="j", storage=storage).trials
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 2, proc.stdout[-3000:]
+    assert not list(tmp_path.rglob("evaluations_per_task.*")), "no per-task evaluation files during -optimize"
 
 
 def test_trial_id_loads_merged_params(tmp_path: Path) -> None:
@@ -284,3 +461,30 @@ def test_trial_id_loads_merged_params(tmp_path: Path) -> None:
     assert knobs["commit_steps"] == trial.params["commit_steps"] and knobs["own_prob"] == trial.params["own_prob"]
     assert "switch_margin" in knobs, "the YAML's other Q-switch knobs are kept"
     assert hyperparams["batch_size"] == 2 ** trial.params["batch_size_pow"]
+
+
+# ----------------------------------------------------------------------------------------------
+# examples/ (tiny budgets, so that they cannot rot)
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_examples_run(tmp_path: Path) -> None:
+    examples = REPO / "examples"
+    scripts = {path.name for path in examples.iterdir() if path.suffix in (".py", ".sh")}
+    jobs = {
+        # plot.sh draws the logs (and the model) that zoo_train.sh writes.
+        "zoo_train+plot": [["bash", str(examples / "zoo_train.sh")], ["bash", str(examples / "plot.sh")]],
+        # Its own log folder: -optimize would take zoo_train's run folder number.
+        "optuna_tune": [["env", f"LOGS={tmp_path / 'logs_tune'}", "bash", str(examples / "optuna_tune.sh")]],
+        "python_api": [py(str(examples / "python_api.py"), "--steps", "480", "--logdir", str(tmp_path / "logs_api"))],
+    }
+    assert scripts == {"zoo_train.sh", "plot.sh", "optuna_tune.sh", "python_api.py"}, "a new example needs a job here"
+    # 480 steps: past the MultiGoalPoint learning_starts (400), so QMP picks mixtures (heatmap).
+    budget = {"N": "480", "LOGS": str(tmp_path / "logs"), "TRIALS": "2", "STORAGE": f"sqlite:///{tmp_path / 'tune.db'}"}
+    results = run_jobs(jobs, tmp_path, extra_env=budget)
+    for name, result in results.items():
+        assert result.ok, f"{name} failed ({result.returncode}):\n{result.output[-5000:]}"
+    plots = sorted(path.name for path in (tmp_path / "logs" / "plots").iterdir())
+    assert f"{ENV}_success.png" in plots and f"{ENV}_qmp_selection.png" in plots, plots
+    assert len(optuna.load_study(study_name="qmp_point", storage=budget["STORAGE"]).trials) == 2
+    assert "per-task success of the loaded model" in results["python_api"].output
+    assert (tmp_path / "logs_api" / "qmp" / f"{ENV}_1" / "evaluations_per_task.npz").is_file()

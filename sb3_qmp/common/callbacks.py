@@ -4,19 +4,45 @@ from __future__ import annotations
 
 import csv
 import os
+import re
+import tempfile
 import warnings
 from collections.abc import Callable
+from copy import deepcopy
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, sync_envs_normalization
+from stable_baselines3.common.logger import HumanOutputFormat, Logger
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize, unwrap_vec_normalize
 
 from sb3_qmp.common.vec_env import get_num_tasks, make_multitask_vec_env
 
 EVAL_FILE = "evaluations_per_task.npz"
 EVAL_CSV = "evaluations_per_task.csv"
+# The folder SB3's ``configure()`` invents when given none (``<tmp>/SB3-<date-time>``).
+_SB3_TEMP_DIR = re.compile(r"^SB3-\d{4}(-\d{2}){5}-\d{6}$")
+
+
+def chosen_log_dir(logger: Logger | None) -> str | None:
+    """The logger's folder if the user chose it, else ``None``.
+
+    SB3 gives every logger a folder: without ``tensorboard_log`` or an explicit ``configure(folder)``
+    it is a fresh ``<tmp>/SB3-<date-time>`` that nothing is written to and nobody looks at. That
+    folder counts only if the logger writes files into it (csv, json, log, tensorboard formats).
+
+    :param logger: an SB3 logger (``None``: no folder).
+    """
+    folder = logger.get_dir() if logger is not None else None
+    if logger is None or not folder:
+        return None
+    writes_files = any(not isinstance(f, HumanOutputFormat) or f.own_file for f in logger.output_formats)
+    auto_named = (
+        os.path.dirname(os.path.abspath(folder)) == os.path.abspath(tempfile.gettempdir())
+        and _SB3_TEMP_DIR.match(os.path.basename(folder)) is not None
+    )
+    return folder if writes_files or not auto_named else None
 
 
 class PerTaskEvalCallback(BaseCallback):
@@ -28,12 +54,19 @@ class PerTaskEvalCallback(BaseCallback):
 
     * to the SB3 logger (stdout, tensorboard, csv): ``<prefix>/task_<i>/success_rate``,
       ``<prefix>/task_<i>/mean_reward``, ``<prefix>/success_rate``, ``<prefix>/mean_reward``;
+    * in memory (``timesteps``, ``returns``, ``successes``, ``lengths``, ``selection_counts`` lists);
     * to ``log_path/evaluations_per_task.npz`` (read by ``python -m sb3_qmp.plot``): ``timesteps (K,)``,
       ``returns``, ``successes``, ``lengths`` ``(K, T, n_eval_episodes)``, ``task_names (T,)`` and,
       for models with a mixture statistic, ``selection_counts (K, T, T)``; and a readable csv
       ``evaluations_per_task.csv`` (one row per evaluation and task).
 
-    From rl-zoo3, add it to a YAML entry (the zoo points ``log_path`` at the run folder)::
+    If the training env is wrapped in ``VecNormalize`` with ``norm_obs``, the eval env is wrapped in a
+    ``VecNormalize(training=False, norm_reward=False)`` whose observation statistics are copied from
+    the training env before every evaluation (reward-only normalisation needs nothing: the returns
+    recorded are the raw ones).
+
+    From rl-zoo3, add it to a YAML entry (the zoo points ``log_path`` at the run folder; ``-optimize``
+    trials leave it out, see :mod:`sb3_qmp.zoo`)::
 
         callback:
           - sb3_qmp.common.callbacks.PerTaskEvalCallback:
@@ -47,7 +80,9 @@ class PerTaskEvalCallback(BaseCallback):
     :param eval_freq: evaluate every this many env steps (``model.num_timesteps``, all sub-envs
         together); ``<= 0`` disables periodic evaluation.
     :param n_eval_episodes: episodes per task and evaluation.
-    :param log_path: folder of the npz/csv files (``None``: the logger's folder, if any).
+    :param log_path: folder of the npz/csv files. ``None``: the logger's folder if the user chose
+        one (``tensorboard_log``, ``set_logger(configure(folder, ...))``, ``SB3_LOGDIR``, any file
+        output; see :func:`chosen_log_dir`), else results stay in memory only (with a warning).
     :param deterministic: deterministic actions (the paper's evaluation).
     :param log_prefix: logger key prefix (``eval`` is left to SB3's ``EvalCallback``).
     :param eval_at_end: also evaluate when training ends (if the last evaluation is older).
@@ -133,9 +168,36 @@ class PerTaskEvalCallback(BaseCallback):
             raise ValueError(f"The eval env has {self.num_tasks} tasks but the model has {model_tasks}.")
         names = self.eval_env.get_attr("task_names", indices=[0])[0] if self._has_attr("task_names") else None
         self.task_names = list(names) if names else [f"task_{i}" for i in range(self.num_tasks)]
-        logger = getattr(self.model, "_logger", None)  # None for a model that never learned
-        if self.log_path is None and logger is not None and logger.get_dir():
-            self.log_path = logger.get_dir()
+        self._match_normalization()
+        if self.log_path is None:
+            self.log_path = chosen_log_dir(getattr(self.model, "_logger", None))  # no logger: never learned
+
+    def _match_normalization(self) -> None:
+        """Wrap the eval env in ``VecNormalize`` if the policy is trained on normalised observations."""
+        assert self.eval_env is not None
+        train_norm = self.model.get_vec_normalize_env()
+        if train_norm is None or not train_norm.norm_obs or unwrap_vec_normalize(self.eval_env) is not None:
+            return
+        # Never normalise rewards here: they are only summed into the (raw) evaluation returns.
+        self.eval_env = VecNormalize(
+            self.eval_env,
+            training=False,
+            norm_obs=True,
+            norm_reward=False,
+            clip_obs=train_norm.clip_obs,
+            epsilon=train_norm.epsilon,
+            norm_obs_keys=train_norm.norm_obs_keys,
+        )
+
+    def _sync_normalization(self) -> None:
+        """Copy the training env's observation statistics into the eval env's ``VecNormalize``."""
+        train_norm = self.model.get_vec_normalize_env()
+        eval_norm = unwrap_vec_normalize(self.eval_env)  # type: ignore[arg-type]
+        if train_norm is None or eval_norm is None or not train_norm.norm_obs:
+            return
+        # Stack-independent, unlike SB3's sync_envs_normalization (the zoo adds vec_env_wrappers).
+        eval_norm.obs_rms = deepcopy(train_norm.obs_rms)
+        eval_norm.ret_rms = deepcopy(train_norm.ret_rms)
 
     def _has_attr(self, name: str) -> bool:
         assert self.eval_env is not None
@@ -149,6 +211,7 @@ class PerTaskEvalCallback(BaseCallback):
     def evaluate(self) -> dict[str, np.ndarray]:
         """Run ``n_eval_episodes`` episodes of every task; return ``returns``/``successes``/``lengths`` ``(T, n)``."""
         assert self.eval_env is not None, "call model.learn(callback=...) (or init_callback) first"
+        self._sync_normalization()
         env, n_rows, n_eps = self.eval_env, self.eval_env.num_envs, self.n_eval_episodes
         returns = np.zeros((self.num_tasks, n_eps))
         successes = np.zeros((self.num_tasks, n_eps))
@@ -193,11 +256,6 @@ class PerTaskEvalCallback(BaseCallback):
 
     def _run_evaluation(self) -> None:
         self._last_eval_step = self.num_timesteps
-        if self.model.get_vec_normalize_env() is not None:
-            try:
-                sync_envs_normalization(self.training_env, self.eval_env)  # type: ignore[arg-type]
-            except AttributeError as e:
-                raise AssertionError("Training and eval env are not wrapped the same way (VecNormalize).") from e
         result = self.evaluate()
         self.timesteps.append(self.num_timesteps)
         self.returns.append(result["returns"])
@@ -226,10 +284,15 @@ class PerTaskEvalCallback(BaseCallback):
 
     # -- files ---------------------------------------------------------------------------------
     def save(self) -> None:
-        """Write all evaluations so far to ``log_path`` (no-op without a ``log_path``)."""
+        """Write all evaluations so far to ``log_path`` (no-op without a ``log_path``: warns once)."""
         if self.log_path is None:
             if not getattr(self, "_warned_no_path", False):
-                warnings.warn("PerTaskEvalCallback has no log_path: evaluations are only logged, not saved.", stacklevel=2)
+                warnings.warn(
+                    "PerTaskEvalCallback has no log_path (and the logger writes to no folder of yours): "
+                    "evaluations are logged and kept in memory (callback.timesteps/successes/returns), "
+                    "not saved. Pass log_path=... to write evaluations_per_task.npz.",
+                    stacklevel=2,
+                )
                 self._warned_no_path = True
             return
         os.makedirs(self.log_path, exist_ok=True)

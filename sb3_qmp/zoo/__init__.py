@@ -8,8 +8,9 @@ Three rl-zoo3 modules are patched in place (idempotently):
   algorithm (see :mod:`sb3_qmp.zoo.samplers`);
 * ``rl_zoo3.exp_manager``: ``ExperimentManager`` reads ``sb3_qmp/hyperparams/<algo>.yml`` for our
   algorithms when no ``-conf`` is given, points :class:`~sb3_qmp.common.callbacks.PerTaskEvalCallback`
-  instances created from the YAML at the run folder, and names the envs a YAML covers when it does
-  not cover the requested one.
+  instances created from the YAML at the run folder, leaves that callback out of ``-optimize`` trials
+  (see :func:`without_per_task_eval`), and names the envs a YAML covers when it does not cover the
+  requested one.
 
 :func:`register_zoo` does all three (used by ``python -m sb3_qmp.train`` / ``sb3_qmp.enjoy`` and from
 Python); the start-up hook ``sb3_qmp_zoo_hook`` calls :func:`patch_zoo_module` as each module is
@@ -18,6 +19,7 @@ imported, so that the literal ``python -m rl_zoo3.train --algo qmp`` works too.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import types
@@ -86,6 +88,39 @@ def register_samplers(samplers: dict[str, Any], converters: dict[str, Any]) -> l
 # ----------------------------------------------------------------------------------------------
 # rl_zoo3.exp_manager.ExperimentManager
 # ----------------------------------------------------------------------------------------------
+def _callback_entries(spec: Any) -> list[Any]:
+    return [] if spec is None else list(spec) if isinstance(spec, list) else [spec]
+
+
+def without_per_task_eval(spec: Any) -> list[Any]:
+    """A zoo ``callback:`` spec without its :class:`~sb3_qmp.common.callbacks.PerTaskEvalCallback` entries.
+
+    ``-optimize`` trials are scored by the zoo's own ``TrialEvalCallback``; a per-task evaluation
+    would only add its cost to every trial, and a trial has no run folder to write it to (SB3 would
+    give it a throw-away temp folder). Retrain a trial with ``--trial-id`` for per-task curves.
+
+    :param spec: the YAML's ``callback`` value: ``None``, a name, a ``{name: kwargs}`` dict, a
+        callback instance or a list of those.
+    """
+    from rl_zoo3.utils import get_class_by_name
+
+    from sb3_qmp.common.callbacks import PerTaskEvalCallback
+
+    kept = []
+    for entry in _callback_entries(spec):
+        target = next(iter(entry)) if isinstance(entry, dict) and len(entry) == 1 else entry
+        if isinstance(target, str):
+            # A name that does not resolve is not ours to judge: the zoo reports it.
+            with contextlib.suppress(ImportError, AttributeError, ValueError):
+                target = get_class_by_name(target)
+        is_per_task = isinstance(target, PerTaskEvalCallback) or (
+            isinstance(target, type) and issubclass(target, PerTaskEvalCallback)
+        )
+        if not is_per_task:
+            kept.append(entry)
+    return kept
+
+
 def _yaml_entry(manager: Any) -> dict[str, Any] | None:
     """The raw YAML entry of the manager's env in its config file (``None`` if not a YAML or absent)."""
     import yaml
@@ -149,6 +184,13 @@ def patch_experiment_manager(cls: type[Any]) -> None:
             OPTIMIZE_BASE[self.algo] = dict(self._hyperparams)
             from sb3_qmp.common.callbacks import PerTaskEvalCallback
 
+            if self.optimize_hyperparameters:
+                # Trials re-create the YAML's callbacks from this spec (see without_per_task_eval).
+                kept = without_per_task_eval(self.specified_callbacks)
+                if self.verbose > 0 and len(kept) < len(_callback_entries(self.specified_callbacks)):
+                    print("PerTaskEvalCallback is left out of -optimize trials (retrain with --trial-id for it).")
+                self.specified_callbacks = kept
+
             for callback in self.callbacks:
                 if isinstance(callback, PerTaskEvalCallback) and callback.log_path is None:
                     callback.log_path = self.save_path
@@ -201,4 +243,5 @@ __all__ = [
     "patch_experiment_manager",
     "patch_zoo_module",
     "register_zoo",
+    "without_per_task_eval",
 ]

@@ -13,7 +13,8 @@ SAC (all algorithms)   ``one_minus_gamma`` -> ``gamma``; ``learning_rate``; ``ba
                        ``gradient_steps = max(1, round(train_freq * ratio))``; ``net_arch`` (small,
                        medium, big) -> ``policy_kwargs["net_arch"]``
 Q-switch               ``score`` (mean, sample), ``critic_reduce`` (q1, min), ``commit_steps`` (1, 5,
-(qmp, qmp_multihead)   10, 20), ``own_prob`` [0, 0.9] -> ``collector_kwargs``
+(qmp, qmp_multihead)   10, 20), ``own_prob`` [0, 0.9], and only when ``commit_steps > 1``
+                       ``switch_margin`` (None, 0.1, 1, 10; ``None`` otherwise) -> ``collector_kwargs``
 mixture (qmp_uniform,  ``commit_steps``, ``own_prob`` -> ``collector_kwargs``
 qmp_domain)
 DnC (dnc, dnc_reg)     ``dnc_beta`` in {1e-4, 1e-3, 1e-2, 1e-1, 1} (the paper's grid) -> the constructor's
@@ -39,6 +40,8 @@ BATCH_SIZE_POW = (5, 8)
 TRAIN_FREQS = [1, 4, 16, 64]
 GRADIENT_RATIOS = [0.125, 0.25, 0.5, 1.0]
 COMMIT_STEPS = [1, 5, 10, 20]
+# Q-value margin that ends a commitment early (None: never); Q scales differ per env, hence decades.
+SWITCH_MARGINS: list[float | None] = [None, 0.1, 1.0, 10.0]
 OWN_PROB_RANGE = (0.0, 0.9)
 DNC_BETAS = [1e-4, 1e-3, 1e-2, 1e-1, 1.0]
 DNC_BETA_NAMES = ("beta", "dnc_beta", "kl_beta", "kl_coef", "kl_weight", "kl_penalty")
@@ -95,6 +98,9 @@ def _suggest(trial: optuna.Trial, algo: str) -> dict[str, Any]:
     if "qswitch" in groups or "mixture" in groups:
         raw["commit_steps"] = trial.suggest_categorical("commit_steps", COMMIT_STEPS)
         raw["own_prob"] = trial.suggest_float("own_prob", *OWN_PROB_RANGE)
+    if "qswitch" in groups and raw["commit_steps"] > 1:
+        # Conditional parameter: a margin only acts on commitments (the collector ignores it at 1).
+        raw["switch_margin"] = trial.suggest_categorical("switch_margin", SWITCH_MARGINS)
     if "dnc" in groups:
         raw["dnc_beta"] = trial.suggest_categorical("dnc_beta", DNC_BETAS)
     return raw
@@ -120,7 +126,11 @@ def convert_params(algo: str, raw: dict[str, Any]) -> dict[str, Any]:
         params["gradient_steps"] = max(1, round(int(raw["train_freq"]) * float(raw["gradient_ratio"])))
     if "net_arch" in raw:
         params["policy_kwargs"] = {"net_arch": list(NET_ARCHS[raw["net_arch"]])}
-    collector_kwargs = {key: raw[key] for key in ("score", "critic_reduce", "commit_steps", "own_prob") if key in raw}
+    knobs = ("score", "critic_reduce", "commit_steps", "own_prob", "switch_margin")
+    collector_kwargs = {key: raw[key] for key in knobs if key in raw}
+    if "qswitch" in SEARCH_GROUPS.get(algo, ()) and raw.get("commit_steps") == 1:
+        # No margin was drawn: disable it (a YAML's margin would only cost per-step re-scoring).
+        collector_kwargs["switch_margin"] = None
     if collector_kwargs:
         params["collector_kwargs"] = collector_kwargs
     if "dnc_beta" in raw:
