@@ -20,6 +20,29 @@ def make_all_policies_equal(model) -> None:
             param.copy_(param[:1].expand_as(param))
 
 
+def make_policies_distinct(model, seed: int = 0, scale: float = 0.3) -> None:
+    """Add independent noise to every actor member, so means *and* log-stds differ between policies."""
+    g = th.Generator().manual_seed(seed)
+    with th.no_grad():
+        for param in model.actor.parameters():
+            param.add_(scale * th.randn(param.shape, generator=g))
+
+
+def reference_penalty(model, features: th.Tensor) -> th.Tensor:
+    """``expected[i] = sum_{j != i} mean_{s, d} KL(N_j || N_i)``, computed with torch.distributions."""
+    pooled = features.reshape(-1, features.shape[-1])
+    n_tasks = model.num_tasks
+    with th.no_grad():
+        mean, log_std = model.actor.distribution_params(pooled.unsqueeze(0).expand(n_tasks, -1, -1))
+    normals = [Normal(mean[t], log_std[t].exp()) for t in range(n_tasks)]
+    expected = th.zeros(n_tasks)
+    for i in range(n_tasks):
+        for j in range(n_tasks):
+            if j != i:
+                expected[i] += kl_divergence(normals[j], normals[i]).mean()  # over states and action dims
+    return expected
+
+
 def test_gaussian_kl_matches_torch():
     g = th.Generator().manual_seed(0)
     mp, mq = th.randn(5, 3, generator=g), th.randn(5, 3, generator=g)
@@ -76,9 +99,75 @@ def test_penalty_zero_when_policies_equal_and_added_to_actor_loss(env):
     assert all(p.grad.abs().max() < 1e-6 for p in model.actor.parameters())
 
 
+def test_penalty_matches_torch_distributions(env):
+    # Catches a reversed KL direction, an average over the other policies instead of a sum, and a wrong axis.
+    model = DnCReg(env, beta=0.5, **SMALL)
+    make_policies_distinct(model)
+    features = th.randn(4, 16, 2, generator=th.Generator().manual_seed(3))
+    with th.no_grad():
+        penalty = model.kl_penalty(features)
+    expected = reference_penalty(model, features)
+    assert (expected > 1e-2).all()
+    th.testing.assert_close(penalty, expected, rtol=1e-5, atol=1e-6)
+    # The reverse direction differs by far more than the tolerance: the check above can tell them apart.
+    pooled = features.reshape(-1, 2).unsqueeze(0).expand(4, -1, -1)
+    with th.no_grad():
+        mean, log_std = model.actor.distribution_params(pooled)
+    reverse = gaussian_kl(mean.unsqueeze(0), log_std.unsqueeze(0), mean.unsqueeze(1), log_std.unsqueeze(1)).mean((2, 3))
+    assert not th.allclose(reverse.sum(0), expected, rtol=1e-2)
+
+
+@pytest.mark.parametrize("task", [0, 2])
+def test_penalty_gradient_reaches_only_own_actor(env, task):
+    model = DnCReg(env, **SMALL)
+    make_policies_distinct(model, seed=1)
+    model.actor.zero_grad(set_to_none=False)
+    model.kl_penalty(th.randn(4, 16, 2))[task].backward()
+    for name, param in model.actor.named_parameters():
+        assert param.grad is not None, name
+        for member in range(4):
+            grad_norm = float(param.grad[member].abs().sum())
+            if member == task:
+                assert grad_norm > 0, f"{name}: no gradient for the task's own actor"
+            else:
+                assert grad_norm == 0, f"{name}: the penalty of task {task} moved actor {member}"
+
+
+def test_large_beta_actor_updates_pull_policies_together(env):
+    # Same (seeded, distinct) initial actors, same batches: only beta differs.
+    def pairwise_kl_after(beta: float) -> tuple[float, float]:
+        model = DnCReg(env, beta=beta, gradient_steps=0, **{**SMALL, "learning_starts": 400})
+        model.learn(400, progress_bar=False)  # fills the buffers with random actions, no update
+        states = th.as_tensor(model.replay_buffer.observations[:, :64, :2].reshape(4, 64, 2))
+        with th.no_grad():
+            before = float(model.kl_penalty(states).sum())
+        th.manual_seed(0)
+        np.random.seed(0)
+        model.train(gradient_steps=60, batch_size=32)
+        with th.no_grad():
+            return before, float(model.kl_penalty(states).sum())
+
+    before, after_zero = pairwise_kl_after(0.0)
+    before_large, after_large = pairwise_kl_after(10.0)
+    assert before == pytest.approx(before_large) and before > 0.1
+    assert after_large < 0.1 * before
+    assert after_large < 0.25 * after_zero  # SAC alone also moves the actors; the penalty pulls them together
+
+
 def test_kl_states_subsample(env):
-    model = DnCReg(env, kl_states=8, **SMALL)
-    assert model.kl_penalty(th.randn(4, 16, 2)).shape == (4,)
+    model = DnCReg(env, **SMALL)
+    make_policies_distinct(model, seed=4)
+    features = th.randn(4, 16, 2, generator=th.Generator().manual_seed(5))
+    with th.no_grad():
+        full = model.kl_penalty(features)
+        for kl_states in (64, 1000):  # >= T * B: every pooled state, the same penalty
+            model.kl_states = kl_states
+            th.testing.assert_close(model.kl_penalty(features), full, rtol=0, atol=0)
+        model.kl_states = 8
+        th.manual_seed(0)
+        subset = model.kl_penalty(features)
+    assert subset.shape == (4,) and th.isfinite(subset).all()
+    assert not th.allclose(subset, full, rtol=1e-3)
 
 
 @pytest.mark.parametrize("distill_loss", ["mle", "kl"])
@@ -110,6 +199,35 @@ def test_distillation_overwrites_every_task_policy(env, distill_loss):
         assert th.equal(param, central_param.expand_as(param))
 
 
+@pytest.mark.parametrize("reset", [True, False])
+def test_distillation_resets_task_actor_optimizer(env, reset):
+    model = DnC(env, distill_period=10**9, distill_reset_optimizer=reset, **DISTILL, **SMALL)
+    model.learn(200, progress_bar=False)
+    actor_opt = model.actor.optimizer
+    params = list(model.actor.parameters())
+    before = [{k: v.clone() for k, v in actor_opt.state[p].items()} for p in params]
+    assert all(float(state["step"]) > 1 for state in before)
+    critic_before = [{k: v.clone() for k, v in s.items()} for s in model.critic.optimizer.state.values()]
+    model.distill()
+    # The central actor's own optimizer keeps its state (warm start); the critics' is untouched.
+    assert all(float(s["step"]) == DISTILL["distill_epochs"] for s in model.central_actor.optimizer.state.values())
+    for old, new in zip(critic_before, model.critic.optimizer.state.values(), strict=True):
+        assert all(th.equal(old[k], new[k]) for k in old)
+    if not reset:
+        for param, old in zip(params, before):
+            assert all(th.equal(old[k], actor_opt.state[param][k]) for k in old)
+        return
+    assert all(len(actor_opt.state.get(p, {})) == 0 for p in params)
+    # The next actor step is Adam's first step from the distilled weights: step 1, moments of this gradient only.
+    model.train(gradient_steps=1, batch_size=32)
+    beta1, beta2 = actor_opt.param_groups[0]["betas"]
+    for param in params:
+        state = actor_opt.state[param]
+        assert float(state["step"]) == 1
+        th.testing.assert_close(state["exp_avg"], (1 - beta1) * param.grad)
+        th.testing.assert_close(state["exp_avg_sq"], (1 - beta2) * param.grad.square())
+
+
 def test_distillation_schedule(env):
     model = DnC(env, n_distillations=3, **DISTILL, **SMALL)
     model.learn(300, progress_bar=False)
@@ -117,6 +235,21 @@ def test_distillation_schedule(env):
     model = DnC(env, distill_period=100, **DISTILL, **SMALL)
     model.learn(300, progress_bar=False)
     assert model.distill_count == 3  # at env steps 100, 200, 300
+
+
+def test_distillation_schedule_in_chunks(env):
+    # n_distillations is per learn call: the grid is rebuilt over each chunk's steps.
+    model = DnC(env, n_distillations=3, **DISTILL, **SMALL)
+    model.learn(300, progress_bar=False)
+    assert model.distill_count == 3
+    model.learn(300, reset_num_timesteps=False, progress_bar=False)
+    assert model.distill_count == 6 and model._distill_every == 100
+    # distill_period is one grid over all chunks: due at 100, 200, 300 whatever the split.
+    model = DnC(env, distill_period=100, **DISTILL, **SMALL)
+    model.learn(152, progress_bar=False)
+    assert model.distill_count == 1 and model._next_distill_at == 200
+    model.learn(148, reset_num_timesteps=False, progress_bar=False)
+    assert model.num_timesteps == 300 and model.distill_count == 3 and model._next_distill_at == 400
 
 
 def test_reg_only_never_distills(env, monkeypatch):
@@ -146,6 +279,7 @@ def test_reg_only_never_distills(env, monkeypatch):
         (dict(distill_batch_size=0), "distill_batch_size"),
         (dict(distill_loss="l2"), "distill_loss"),
         (dict(kl_states=0), "kl_states"),
+        (dict(distill_reset_optimizer="yes"), "distill_reset_optimizer"),
         (dict(collector="qswitch"), "'own' collector"),
     ],
 )

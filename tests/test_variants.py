@@ -12,7 +12,7 @@ SMALL = dict(learning_starts=50, batch_size=32, buffer_size=5_000, policy_kwargs
 EXTRA: dict[str, dict] = {
     "qmp_domain": dict(mixture=np.full((4, 4), 0.25)),
     "dnc": dict(distill_period=120, distill_epochs=10, distill_batch_size=16),
-    "shared": dict(gradient_steps_factor=2),
+    "shared": dict(gradient_steps_factor=2, batch_per_task=False),
 }
 
 
@@ -28,9 +28,14 @@ def state(model) -> dict[str, th.Tensor]:
 
 
 def optimizer_state(model) -> list[th.Tensor]:
+    optimizers = [model.actor.optimizer, model.critic.optimizer, model.ent_coef_optimizer]
+    if getattr(model, "central_actor", None) is not None:
+        optimizers.append(model.central_actor.optimizer)  # DnC's distillation optimizer (warm start)
     out = []
-    for opt in (model.actor.optimizer, model.critic.optimizer, model.ent_coef_optimizer):
-        for per_param in opt.state_dict()["state"].values():
+    for opt in optimizers:
+        state = opt.state_dict()["state"]
+        assert state, f"{type(opt).__name__} has no state to compare"
+        for per_param in state.values():
             out.extend(v.clone() for v in per_param.values() if isinstance(v, th.Tensor))
     return out
 
@@ -66,10 +71,18 @@ def test_learn_save_load_continue(env, tmp_path, name):
     if name == "qmp_domain":
         np.testing.assert_allclose(loaded.mixture, model.mixture)
     if name in ("dnc", "dnc_reg"):
-        assert loaded.beta == model.beta and loaded.distill_count == model.distill_count
+        assert loaded.beta == model.beta and loaded.kl_states == model.kl_states
+        # The distillation schedule carries over: the next one is still due at the same env step.
+        for field in ("distill_count", "_next_distill_at", "_distill_every", "distill_period", "distill_epochs"):
+            assert getattr(loaded, field) == getattr(model, field), f"{field} differs after load"
+        assert loaded.distill_reset_optimizer == model.distill_reset_optimizer
     if name == "shared":
         assert loaded.gradient_steps_factor == 2 and loaded.log_ent_coef.shape == (1,)
+        assert loaded.batch_per_task is False and loaded.replay_buffer.batch_per_task is False
 
     n_updates = loaded._n_updates
     loaded.learn(100, reset_num_timesteps=False, progress_bar=False)
     assert loaded.num_timesteps == 400 and loaded._n_updates > n_updates
+    if name == "dnc":
+        # distill_period=120: distillations at 120 and 240 before saving, the next at 360 after loading.
+        assert model._next_distill_at == 360 and loaded.distill_count == 3 and loaded._next_distill_at == 480

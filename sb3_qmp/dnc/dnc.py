@@ -5,9 +5,10 @@ Each task i keeps its own SAC agent, collecting with its own policy, and its act
     beta * sum_{j != i} mean_{s, d} KL( pi_j(.|s) || pi_i(.|s) )
 
 (KL of the pre-tanh diagonal Gaussians, averaged over action dimensions d and over states s drawn from
-every task's batch). ``DnC`` also periodically *distills* all task policies into one central policy and
-then overwrites every task policy with it; ``DnCReg`` (the paper's "regularization only") never distills.
-See ``docs/algorithms.md`` for the design decisions.
+every task's batch, and *summed* over the T - 1 other policies, as the authors' code does). ``DnC`` also
+periodically *distills* all task policies into one central policy and then overwrites every task policy
+with it; ``DnCReg`` (the paper's "regularization only") never distills. See ``docs/algorithms.md`` for
+the design decisions.
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ class DnC(MultiTaskSAC):
     Penalty (added in :meth:`_actor_loss`): for task i, ``beta * sum_{j != i} mean KL(pi_j || pi_i)`` over
     the pooled states of all tasks' batches (the ``T * batch_size`` states of the gradient step, or a
     random subset of ``kl_states`` of them), with ``pi_j`` detached: each task's penalty moves only its
-    own policy (mass-covering toward every other policy), like every other part of its loss.
+    own policy (mass-covering toward every other policy), like every other part of its loss. The KLs
+    to the other policies are summed, not averaged (the authors' code), so the penalty grows with T.
 
     Distillation (in :meth:`_on_train_end`): a central actor with the same architecture as one task actor
     is trained for ``distill_epochs`` gradient steps on ``distill_batch_size`` states of every task's
@@ -65,7 +67,9 @@ class DnC(MultiTaskSAC):
     DnC) minimises ``KL(pi_i || pi_central)`` on task i's states. The central actor is kept (warm start at
     the next distillation, saved with the model). Schedule: every ``distill_period`` env steps (all tasks
     together) or, if ``distill_period`` is ``None``, ``n_distillations`` evenly spaced distillations over
-    each ``learn`` call's ``total_timesteps`` (the paper: 10 over training, 500 epochs).
+    each ``learn`` call's ``total_timesteps`` (the paper: 10 over training, 500 epochs). Training in
+    chunks (``learn(..., reset_num_timesteps=False)`` repeatedly) gives ``n_distillations`` per chunk;
+    use ``distill_period`` for a schedule that carries over chunks (and save/load).
 
     :param policy: the policy (``"MlpPolicy"``) or a multi-task env.
     :param env: the multi-task environment.
@@ -77,6 +81,8 @@ class DnC(MultiTaskSAC):
     :param distill_batch_size: states (and actions) per task in every distillation step.
     :param distill_loss: ``"mle"`` (likelihood of buffer actions) or ``"kl"`` (KL from each task policy).
     :param distill_learning_rate: learning rate of the central actor (``None``: the initial learning rate).
+    :param distill_reset_optimizer: after copying the central actor into the task actors, reset the task
+        actors' Adam state (moments and step counts). ``False`` keeps the stale state, as the authors' code.
     :param kwargs: the other keyword arguments of :class:`~sb3_qmp.mtsac.MultiTaskSAC` (``collector``, if
         given, must be ``"own"``).
     """
@@ -99,6 +105,7 @@ class DnC(MultiTaskSAC):
         distill_batch_size: int = 256,
         distill_loss: str = "mle",
         distill_learning_rate: float | None = None,
+        distill_reset_optimizer: bool = True,
         **kwargs: Any,
     ) -> None:
         check_collector(type(self).__name__, kwargs.get("collector"), self.default_collector)
@@ -118,6 +125,8 @@ class DnC(MultiTaskSAC):
             raise ValueError(f"distill_loss must be 'mle' or 'kl', got {distill_loss!r}.")
         if distill_learning_rate is not None and not distill_learning_rate > 0:
             raise ValueError(f"distill_learning_rate must be > 0 (or None), got {distill_learning_rate!r}.")
+        if not isinstance(distill_reset_optimizer, bool):
+            raise ValueError(f"distill_reset_optimizer must be a bool, got {distill_reset_optimizer!r}.")
         self.beta = float(beta)
         self.kl_states = kl_states
         self.distill_period = distill_period
@@ -126,6 +135,7 @@ class DnC(MultiTaskSAC):
         self.distill_batch_size = distill_batch_size
         self.distill_loss = distill_loss
         self.distill_learning_rate = distill_learning_rate
+        self.distill_reset_optimizer = distill_reset_optimizer
         self.distill_count = 0
         self._next_distill_at: int | None = None
         self._distill_every: int | None = distill_period
@@ -232,7 +242,8 @@ class DnC(MultiTaskSAC):
         return -log_lik.sum(dim=-1).mean()
 
     def distill(self) -> float:
-        """Distill every task policy into the central policy, then overwrite every task policy with it.
+        """Distill every task policy into the central policy, then overwrite every task policy with it
+        (and, with ``distill_reset_optimizer``, reset the task actors' optimizer state).
 
         :return: the final distillation loss.
         """
@@ -250,6 +261,11 @@ class DnC(MultiTaskSAC):
         with th.no_grad():
             for task_param, central_param in zip(self.actor.parameters(), self.central_actor.parameters()):
                 task_param.copy_(central_param.expand_as(task_param))
+        if self.distill_reset_optimizer:
+            # Adam's moments (and bias-correction step) describe the replaced weights' gradient history:
+            # drop them so the next actor step starts fresh from the distilled weights.
+            for task_param in self.actor.parameters():
+                self.actor.optimizer.state.pop(task_param, None)
         self.distill_count += 1
         final = float(loss.detach())
         self.logger.record("train/distill_loss", final)

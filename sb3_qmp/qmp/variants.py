@@ -40,7 +40,9 @@ class QMPDomain(MultiTaskSAC):
     ``collector_kwargs=dict(matrix=...)``: a T x T row-stochastic array (entry ``[i, j]`` = probability
     that policy j acts while collecting for task i) or a preset name from
     :data:`sb3_qmp.common.presets.MIXTURE_PRESETS` (``"reacher_domain"`` = the paper's Reacher matrix).
-    It is validated when the model is built (shape, non-negative, rows sum to 1).
+    It is validated when the model is built (shape, non-negative, rows sum to 1), and the validated matrix
+    (not a preset name) replaces ``collector_kwargs["matrix"]`` as a nested list of floats: a saved model
+    keeps its matrix even if a preset is edited later.
 
     :param policy: the policy (``"MlpPolicy"``) or a multi-task env (meaning ``"MlpPolicy"``).
     :param env: the multi-task environment.
@@ -70,6 +72,11 @@ class QMPDomain(MultiTaskSAC):
                 "e.g. 'reacher_domain'> (or collector_kwargs=dict(matrix=...))."
             )
         super().__init__(policy, env, collector_kwargs=collector_kwargs, **kwargs)
+
+    def _setup_model(self) -> None:
+        super()._setup_model()
+        # Store the numbers, not the preset name: what is saved must not change with the presets module.
+        self.collector_kwargs["matrix"] = self.mixture.tolist()
 
     @property
     def mixture(self) -> np.ndarray:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import numpy as np
 import torch as th
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.vec_env import VecNormalize
@@ -15,19 +16,48 @@ from sb3_qmp.shared.policies import MlpPolicy, SharedSACPolicy
 
 
 class PooledReplayBuffer(MultiTaskReplayBuffer):
-    """Per-task storage, pooled sampling: ``batch_size`` transitions from every task, returned as ONE
-    batch of ``T * batch_size`` (leading dimension 1), so a single agent trains on all tasks' data with
-    every task equally represented.
+    """Per-task storage, pooled sampling: every sample is ONE batch (leading dimension 1) of all tasks'
+    transitions, so a single agent trains on all tasks' data with every task equally represented.
 
-    Arguments are those of :class:`~sb3_qmp.common.buffers.MultiTaskReplayBuffer`.
+    With ``batch_per_task=True`` (default) ``sample(n)`` takes ``n`` transitions of every task (``T * n``
+    in all). With ``batch_per_task=False`` it takes ``n`` transitions in all: ``n // T`` of every task and
+    one more of ``n % T`` distinct tasks drawn at random for every batch, so the batch is exactly ``n``
+    and no task is favoured on average (the paper's single agent sampled its batch from one buffer that
+    held the same amount of data of every task).
+
+    :param args: the positional arguments of :class:`~sb3_qmp.common.buffers.MultiTaskReplayBuffer`.
+    :param batch_per_task: whether ``sample``'s ``batch_size`` counts per task or in all.
+    :param kwargs: the other keyword arguments of :class:`~sb3_qmp.common.buffers.MultiTaskReplayBuffer`.
     """
+
+    def __init__(self, *args: Any, batch_per_task: bool = True, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.batch_per_task = batch_per_task
 
     def sample(  # type: ignore[override]
         self, batch_size: int, env: VecNormalize | None = None
     ) -> MultiTaskReplayBufferSamples:
-        """``(1, T * batch_size, ...)``: ``batch_size`` uniform samples of each task's buffer, concatenated."""
+        """``(1, N, ...)``: ``N = T * batch_size`` (per task) or ``N = batch_size`` (in all), uniform
+        samples of each task's own buffer, concatenated task by task."""
+        if not self.batch_per_task:
+            return self.sample_total(batch_size, env)
         data = super().sample(batch_size, env)
         return MultiTaskReplayBufferSamples(*(x.reshape(1, -1, *x.shape[2:]) for x in data))
+
+    def sample_total(self, total: int, env: VecNormalize | None = None) -> MultiTaskReplayBufferSamples:
+        """``(1, total, ...)``: ``total // T`` transitions of every task, one more of ``total % T`` random tasks."""
+        sizes = self.task_sizes()
+        if (sizes == 0).any():
+            raise RuntimeError(
+                f"No transitions stored yet for task(s) {np.flatnonzero(sizes == 0).tolist()}: every task needs "
+                "data before a gradient step."
+            )
+        counts = np.full(self.num_tasks, total // self.num_tasks)
+        # The remainder goes to different tasks at every batch: exact size, no task favoured on average.
+        counts[np.random.choice(self.num_tasks, total % self.num_tasks, replace=False)] += 1
+        rows = np.repeat(np.arange(self.num_tasks), counts)
+        idx = np.random.randint(0, sizes[rows])
+        return self._get_samples_2d(rows[None], idx[None], env)
 
 
 class SharedSAC(MultiTaskSAC):
@@ -37,39 +67,50 @@ class SharedSAC(MultiTaskSAC):
     It plugs into the same multi-task envs and tooling as :class:`~sb3_qmp.mtsac.MultiTaskSAC`: every
     env row still collects for its own task, transitions are stored per task (per-task success and return
     are logged), and ``predict`` takes observations with the one-hot suffix (which the network ignores).
-    Every gradient step pools ``batch_size`` samples from every task into one batch of
-    ``T * batch_size`` (see :class:`PooledReplayBuffer`): the loss is the mean over that pooled batch.
+    Every gradient step pools samples of every task into one batch (see :class:`PooledReplayBuffer`): by
+    default ``batch_size`` of every task (``T * batch_size`` in all, as one step of the T-agent
+    baselines), or, with ``batch_per_task=False``, exactly ``batch_size`` in all, spread evenly over the
+    tasks. The loss is the mean over that pooled batch.
 
     Matching the paper (appendix A.3.3): the paper gave the single network the capacity of T networks
-    (``policy_kwargs=dict(net_arch=[600, 600])`` Reacher, ``[834, 834]`` Maze, ``[512, 512]`` Meta-World)
-    and ``T x`` the gradient steps of one task's agent at one task's batch size. Here one gradient step
-    already consumes as many samples as one step of the T-agent baselines (``T * batch_size``); for the
-    paper's exact setting pass ``batch_size=B // T`` and ``gradient_steps_factor=T`` (which multiplies the
-    gradient steps of every update) with the wider ``net_arch``.
+    (``policy_kwargs=dict(net_arch=[600, 600])`` Reacher, ``[834, 834]`` Maze, ``[512, 512]`` Meta-World),
+    its own learning rate (3e-4 Reacher and Maze, 1e-3 Meta-World) and ``T x`` the env and gradient steps
+    of one task's agent, each gradient step on one batch of the per-task batch size B (32 Reacher, 256
+    Maze and Meta-World; the authors' code samples it from one buffer of all tasks' data). That is
+    ``batch_size=B``, ``batch_per_task=False`` and ``gradient_steps_factor=T`` (which multiplies the
+    gradient steps of every update) with the wider ``net_arch``, as in ``hyperparams/shared.yml``.
 
     :param policy: the policy (``"MlpPolicy"`` = :class:`SharedSACPolicy`) or a multi-task env.
     :param env: the multi-task environment.
     :param gradient_steps_factor: multiply the gradient steps of every update by this (``T`` reproduces the
-        paper's step matching together with ``batch_size=B // T``).
+        paper's step matching).
+    :param batch_per_task: ``True``: ``batch_size`` samples of every task per gradient step (``T * batch_size``
+        in all); ``False``: ``batch_size`` samples in all, ``batch_size // T`` of every task and one more of
+        ``batch_size % T`` tasks drawn at random at every step (the paper's setting, exact for any T).
     :param kwargs: the other keyword arguments of :class:`~sb3_qmp.mtsac.MultiTaskSAC` (``collector``, if
-        given, must be ``"own"``; ``batch_size`` is per task, the pooled batch is ``T * batch_size``).
+        given, must be ``"own"``).
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": MlpPolicy}
     default_collector: ClassVar[str] = "own"
     policy: SharedSACPolicy
+    replay_buffer: PooledReplayBuffer
 
     def __init__(
         self,
         policy: Any = "MlpPolicy",
         env: Any = None,
         gradient_steps_factor: int = 1,
+        batch_per_task: bool = True,
         **kwargs: Any,
     ) -> None:
         check_collector(type(self).__name__, kwargs.get("collector"), self.default_collector)
         if not isinstance(gradient_steps_factor, int) or gradient_steps_factor < 1:
             raise ValueError(f"gradient_steps_factor must be an int >= 1, got {gradient_steps_factor!r}.")
+        if not isinstance(batch_per_task, bool):
+            raise ValueError(f"batch_per_task must be a bool, got {batch_per_task!r}.")
         self.gradient_steps_factor = gradient_steps_factor
+        self.batch_per_task = batch_per_task
         super().__init__(policy, env, **kwargs)
 
     def _setup_model(self) -> None:
@@ -80,6 +121,7 @@ class SharedSAC(MultiTaskSAC):
                 f"SharedSAC trains one agent on a pooled batch: replay_buffer_class must subclass PooledReplayBuffer, "
                 f"got {self.replay_buffer_class.__name__}."
             )
+        self.replay_buffer_kwargs["batch_per_task"] = self.batch_per_task
         super()._setup_model()
         if not isinstance(self.policy, SharedSACPolicy):
             raise ValueError(
@@ -93,6 +135,8 @@ class SharedSAC(MultiTaskSAC):
             self.ent_coef_tensor = self.ent_coef_tensor[:1].clone()
 
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
+        # A buffer restored with load_replay_buffer may have been saved under the other batch setting.
+        self.replay_buffer.batch_per_task = self.batch_per_task
         super().train(gradient_steps * self.gradient_steps_factor, batch_size)
         # The pooled batch has one "task" row: drop the per-task train keys it would log as task 0.
         logger = self.logger
