@@ -84,8 +84,9 @@ def test_check_env(task_id: int) -> None:
     made = gym.make(ENV_ID, task_id=task_id)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        # MultiTaskWrapper's metadata lists "human", which this env does not offer: render is tested below.
-        gym_check_env(made.unwrapped, skip_render_check=True)
+        # MultiTaskWrapper copies the base env's metadata (render_modes ["rgb_array"]), so the checker
+        # also renders a fresh gym.make(..., render_mode="rgb_array") of this id.
+        gym_check_env(made.unwrapped)
         sb3_check_env(made, warn=False)
     obs, info = made.reset(seed=3)
     assert made.observation_space.contains(obs)

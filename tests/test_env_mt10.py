@@ -55,13 +55,15 @@ def test_check_env_every_task(base_env: MetaWorldMT10Env, task_id: int) -> None:
         assert np.isfinite(reward) and not terminated and not truncated
 
 
-def test_gym_make_and_sb3_check_env() -> None:
-    env = gym.make("MetaWorldMT10-v0", task_id=3)
+@pytest.mark.parametrize("task_id", range(NUM_TASKS))
+def test_gym_make_and_sb3_check_env(task_id: int) -> None:
+    env = gym.make("MetaWorldMT10-v0", task_id=task_id)
     assert env.spec is not None and env.spec.max_episode_steps == 500
     sb3_check_env(env.unwrapped, warn=True)
     obs, info = env.reset(seed=1)
     assert obs.shape == (39 + NUM_TASKS,) and obs.dtype == np.float32
-    assert obs[39 + 3] == 1.0 and info["task_id"] == 3 and info["task_name"] == "door-open-v3"
+    np.testing.assert_array_equal(obs[39:], np.eye(NUM_TASKS, dtype=np.float32)[task_id])
+    assert info["task_id"] == task_id and info["task_name"] == TASK_NAMES[task_id]
     env.close()
 
 

@@ -19,6 +19,8 @@ import sb3_qmp  # noqa: E402, F401  (registers the env ids)
 from sb3_qmp.envs.reacher import (  # noqa: E402
     JOINT_RANGES,
     NUM_STAGES,
+    PEDESTAL_HEIGHT,
+    PEDESTAL_RADIUS,
     SHIFTED_TASK,
     SPARSE_TASK,
     START_QPOS,
@@ -150,6 +152,37 @@ def test_every_subgoal_is_reachable(base_env, name):
     assert err < 0.01, f"subgoal {name} unreachable (IK error {err:.3f})"
     assert np.all(q >= JOINT_RANGES[:, 0]) and np.all(q <= JOINT_RANGES[:, 1])
     assert ncon == 0, f"IK solution for subgoal {name} is in collision"
+
+
+def test_pedestal_supports_the_base(base_env):
+    """The arm stands on a fixed cylinder whose top face is the base's bottom face (z = 0); the floor is below."""
+    model, data = base_env.model, base_env.data
+    place_hand(base_env, START_QPOS)
+    pedestal = model.geom("pedestal")
+    assert pedestal.type[0] == mujoco.mjtGeom.mjGEOM_CYLINDER
+    assert model.geom_bodyid[pedestal.id] == 0  # fixed to the world
+    radius, half_height = pedestal.size[:2]
+    assert radius == pytest.approx(PEDESTAL_RADIUS) and 2 * half_height == pytest.approx(PEDESTAL_HEIGHT)
+    centre = data.geom_xpos[pedestal.id]
+    np.testing.assert_allclose(data.geom_xmat[pedestal.id].reshape(3, 3), np.eye(3), atol=1e-12)  # upright
+    assert centre[0] == centre[1] == 0.0
+    top, bottom = centre[2] + half_height, centre[2] - half_height
+    # the base mesh, in world coordinates, rests on the top face and lies within its radius
+    base = model.geom("base")
+    mesh = base.dataid[0]
+    verts = model.mesh_vert[model.mesh_vertadr[mesh] : model.mesh_vertadr[mesh] + model.mesh_vertnum[mesh]]
+    verts = verts @ data.geom_xmat[base.id].reshape(3, 3).T + data.geom_xpos[base.id]
+    assert top == pytest.approx(0.0) and verts[:, 2].min() == pytest.approx(top, abs=1e-3)
+    assert np.hypot(verts[:, 0], verts[:, 1]).max() < radius
+    # the floor is the pedestal's bottom face; subgoals stay in the base frame, above the pedestal
+    assert data.geom_xpos[model.geom("floor").id][2] == pytest.approx(bottom)
+    assert all(pos[2] > top for pos in SUBGOALS.values())
+    # the arm links can hit the pedestal (contact masks match), but base and pedestal touch without contact
+    link = model.geom("link_3").id
+    assert model.geom_contype[pedestal.id] & model.geom_conaffinity[link] or (
+        model.geom_contype[link] & model.geom_conaffinity[pedestal.id]
+    )
+    assert data.ncon == 0
 
 
 def test_start_pose_is_collision_free_and_away_from_subgoals(base_env):

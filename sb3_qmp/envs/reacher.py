@@ -2,13 +2,14 @@
 
 The arm is the Jaco model shipped with the ``dm-control`` package
 (``dm_control/third_party/kinova/jaco_arm.xml``, read in place, never imported or copied), turned
-into a scene with :class:`mujoco.MjSpec`: a floor, torque motors on the six hinge joints, a
-``hand`` site at the wrist flange (origin of body ``b_6``, where a gripper would attach), a
-``target`` marker site and a camera.
+into a scene with :class:`mujoco.MjSpec`: a cylindrical pedestal the arm is mounted on, a floor,
+torque motors on the six hinge joints, a ``hand`` site at the wrist flange (origin of body ``b_6``,
+where a gripper would attach), a ``target`` marker site and a camera.
 
 Frame: all positions are in the arm base frame, which is the world frame of the scene. Its origin is
-the centre of the bottom face of the base (the floor is the plane ``z = 0``), ``z`` points up along
-joint 1, ``x`` points into the plane the arm bends in at ``joint_1 = 0`` (the side the forearm
+the centre of the bottom face of the base, which rests on the top face of the pedestal (the pedestal
+spans ``-PEDESTAL_HEIGHT <= z <= 0``, the floor is the plane ``z = -PEDESTAL_HEIGHT``), ``z`` points
+up along joint 1, ``x`` points into the plane the arm bends in at ``joint_1 = 0`` (the side the forearm
 points to in the start pose) and ``y = z x x``.
 
 ====  ===========  =============================================  ====================================
@@ -33,8 +34,10 @@ gears (5 on joint 1, 10 on the others). Physics: timestep 0.01, 4 steps per acti
 gravity-compensated by default (MuJoCo ``gravcomp``), as a real Jaco in torque mode is; pass
 ``gravity_compensation=False`` for the raw arm.
 
-``info``: ``is_success`` (all 3 stages done), ``stages_completed`` (0-3), ``distance`` (hand to the
-current goal).
+``info``: ``is_success`` (all 3 stages done), ``stages_completed`` (0-3), ``distance`` (the ``dist`` of
+the rewards: hand to the goal that was current when the step began, so on the step that reaches a
+subgoal it is the distance to that subgoal, not to the next one; after ``reset`` it is the distance to
+the first goal).
 """
 
 from __future__ import annotations
@@ -79,6 +82,10 @@ JOINT_RANGES = np.array(
     ]
 )
 GEARS = (5.0, 10.0, 10.0, 10.0, 10.0, 10.0)
+# Pedestal under the arm base: a cylinder whose top face is the base's bottom face (z = 0), wider
+# than the base (radius 0.05). It and the base are both fixed to the world, so they never collide.
+PEDESTAL_RADIUS = 0.08
+PEDESTAL_HEIGHT = 0.3
 _SUBGOAL_RGBA = {
     "A": (0.9, 0.6, 0.1, 0.5),
     "B": (0.2, 0.4, 0.9, 0.5),
@@ -119,7 +126,14 @@ def build_model(
     gravity_compensation: bool = True,
     render_size: tuple[int, int] = (480, 480),
 ) -> mujoco.MjModel:
-    """Compile the reacher scene (see module docstring) from dm-control's Jaco arm."""
+    """Compile the reacher scene (see module docstring) from dm-control's Jaco arm.
+
+    :param timestep: physics timestep (s).
+    :param gears: motor gears of joints 1-6.
+    :param gravity_compensation: compensate gravity on the arm bodies (MuJoCo ``gravcomp``).
+    :param render_size: ``(width, height)`` of the largest image to render (sizes the offscreen buffer).
+    :return: the compiled model.
+    """
     spec = mujoco.MjSpec.from_file(str(jaco_xml_path()))
     spec.option.timestep = timestep
     spec.visual.global_.offwidth = max(640, render_size[0])
@@ -146,7 +160,20 @@ def build_model(
     floor_mat = spec.add_material(name="floor", texrepeat=[8, 8])
     floor_mat.textures[mujoco.mjtTextureRole.mjTEXROLE_RGB] = "grid"
     world = spec.worldbody
-    world.add_geom(name="floor", type=mujoco.mjtGeom.mjGEOM_PLANE, size=[1.5, 1.5, 0.05], material="floor")
+    world.add_geom(
+        name="floor",
+        type=mujoco.mjtGeom.mjGEOM_PLANE,
+        pos=[0.0, 0.0, -PEDESTAL_HEIGHT],
+        size=[1.5, 1.5, 0.05],
+        material="floor",
+    )
+    world.add_geom(
+        name="pedestal",
+        type=mujoco.mjtGeom.mjGEOM_CYLINDER,
+        pos=[0.0, 0.0, -PEDESTAL_HEIGHT / 2],
+        size=[PEDESTAL_RADIUS, PEDESTAL_HEIGHT / 2, 0.0],
+        material="light_gray",
+    )
     world.add_light(name="top", pos=[0.3, -0.3, 2.0], dir=[0.0, 0.0, -1.0], directional=True, diffuse=[0.7] * 3)
 
     for joint_name, (low, high) in zip(JOINT_NAMES, JOINT_RANGES):
