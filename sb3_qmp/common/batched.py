@@ -89,41 +89,65 @@ class BatchedMLP(nn.Module):
         return x
 
 
-Grouping = tuple[th.Tensor | None, th.Tensor | None]
+class MemberLayout:
+    """Where every row goes in a member-major ``(num_members, slots, ...)`` layout.
 
+    Rows routed to members by index are packed so that member ``m``'s rows sit in slice ``m`` (in
+    their original order, padded with zeros up to the largest member's row count). The packed
+    tensor then runs through all members with their weights used in place: one ``baddbmm`` per
+    layer and no per-row copy of any weight matrix. When every member has the same number of rows
+    and the rows are already in member order (one env per task, the usual collection layout),
+    packing and unpacking are plain views.
 
-def group_by_member(members: th.Tensor, num_members: int) -> Grouping | None:
-    """If every member index in ``[0, num_members)`` occurs equally often, return the stable sort
-    permutation that groups rows by member and its inverse (``(None, None)`` when the rows are
-    already grouped, e.g. one env per task in order); otherwise ``None``.
-
-    Grouped rows can be evaluated as ``(num_members, rows_per_member, ...)`` against the weights
-    as they are, instead of gathering a private copy of the weights for every row.
+    :param members: member index of every row ``(N,)``.
+    :param num_members: number of members M.
     """
-    cached = _last_grouping.get(num_members)
+
+    def __init__(self, members: th.Tensor, num_members: int) -> None:
+        n = members.shape[0]
+        counts = th.bincount(members, minlength=num_members)
+        if counts.shape[0] != num_members:
+            raise ValueError(f"Member indices must lie in [0, {num_members}), got max {int(members.max())}.")
+        self.num_members = num_members
+        self.slots = max(int(counts.max()), 1) if n else 0
+        order = th.argsort(members, stable=True)
+        self.in_order = bool((counts == self.slots).all()) and th.equal(order, th.arange(n, device=members.device))
+        # Slot of every row: its rank among the rows of its member.
+        starts = th.cumsum(counts, 0) - counts
+        self.slot = th.empty_like(members)
+        self.slot[order] = th.arange(n, device=members.device) - starts[members[order]]
+        self.member = members
+
+    def pack(self, x: th.Tensor) -> th.Tensor:
+        """``(N, ...)`` -> ``(num_members, slots, ...)`` (zero rows where a member has fewer rows)."""
+        if self.in_order:
+            return x.reshape(self.num_members, self.slots, *x.shape[1:])
+        packed = x.new_zeros(self.num_members, self.slots, *x.shape[1:])
+        packed[self.member, self.slot] = x
+        return packed
+
+    def unpack(self, y: th.Tensor) -> th.Tensor:
+        """``(num_members, slots, ...)`` -> ``(N, ...)``: every row's result back in its original place."""
+        if self.in_order:
+            return y.reshape(-1, *y.shape[2:])
+        return y[self.member, self.slot]
+
+
+def member_layout(members: th.Tensor, num_members: int) -> MemberLayout:
+    """The :class:`MemberLayout` of ``members``, reused while the members do not change (a VecEnv's
+    task layout rarely does: this skips the sort at every collection step)."""
+    cached = _last_layout.get(num_members)
     if (
         cached is not None
         and cached[0].device == members.device
         and cached[0].shape == members.shape
         and th.equal(cached[0], members)
     ):
-        return cached[1]  # a VecEnv's task layout rarely changes: skip the sort every step
-    result = _group_by_member(members, num_members)
-    _last_grouping[num_members] = (members.clone(), result)
-    return result
+        return cached[1]
+    members = members.clone()  # the cache key and the layout must not follow later in-place edits
+    layout = MemberLayout(members, num_members)
+    _last_layout[num_members] = (members, layout)
+    return layout
 
 
-_last_grouping: dict[int, tuple[th.Tensor, Grouping | None]] = {}
-
-
-def _group_by_member(members: th.Tensor, num_members: int) -> Grouping | None:
-    n = members.shape[0]
-    if n % num_members != 0:
-        return None
-    counts = th.bincount(members, minlength=num_members)
-    if counts.shape[0] != num_members or not bool((counts == n // num_members).all()):
-        return None
-    perm = th.argsort(members, stable=True)
-    if th.equal(perm, th.arange(n, device=perm.device)):
-        return None, None
-    return perm, th.argsort(perm)
+_last_layout: dict[int, tuple[th.Tensor, MemberLayout]] = {}

@@ -22,7 +22,7 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
-from sb3_qmp.common.batched import BatchedMLP, group_by_member
+from sb3_qmp.common.batched import BatchedMLP, member_layout
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
@@ -95,17 +95,9 @@ class MultiTaskActor(nn.Module):
 
     def task_actions(self, obs: th.Tensor, tasks: th.Tensor, deterministic: bool = False) -> th.Tensor:
         """Each row's own task policy: ``obs`` ``(N, D)``, ``tasks`` ``(N,)`` -> actions ``(N, A)``."""
-        grouping = group_by_member(tasks, self.num_tasks)
-        if grouping is None:
-            mean, log_std = self.distribution_params(obs.unsqueeze(1), tasks)
-            return squashed_gaussian_action(mean, log_std, deterministic).squeeze(1)
-        # The usual case (k envs per task): rows grouped by task, weights used in place.
-        perm, inverse = grouping
-        if perm is not None:
-            obs = obs[perm]
-        mean, log_std = self.distribution_params(obs.view(self.num_tasks, -1, obs.shape[-1]))
-        action = squashed_gaussian_action(mean, log_std, deterministic).reshape(obs.shape[0], -1)
-        return action if inverse is None else action[inverse]
+        layout = member_layout(tasks, self.num_tasks)
+        mean, log_std = self.distribution_params(layout.pack(obs))  # all T policies, weights in place
+        return layout.unpack(squashed_gaussian_action(mean, log_std, deterministic))
 
     def propose(self, obs: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
         """Every policy's proposal for every row: ``obs`` ``(N, D)`` -> ``(mean_actions, sampled_actions)``,
@@ -155,24 +147,17 @@ class MultiTaskCritic(nn.Module):
         :param reduce: ``"q1"`` (first critic only) or ``"min"`` (min over the C critics).
         :return: ``(N, K)`` scores.
         """
-        n, k = actions.shape[:2]
+        k = actions.shape[1]
         x = th.cat([obs.unsqueeze(1).expand(-1, k, -1), actions], dim=-1)
         n_critics = 1 if reduce == "q1" else self.n_critics
-        grouping = group_by_member(tasks, self.num_tasks)
-        if grouping is None:
-            members = (th.arange(n_critics, device=tasks.device).unsqueeze(1) * self.num_tasks + tasks).reshape(-1)
-            q = self.q_net(x.repeat(n_critics, 1, 1), members).view(n_critics, n, k)
-        else:  # the usual case (k envs per task): rows grouped by task, weights used in place
-            perm, inverse = grouping
-            if perm is not None:
-                x = x[perm]
-            x = x.reshape(self.num_tasks, -1, x.shape[-1])
-            if n_critics > 1:
-                x = x.repeat(n_critics, 1, 1)
-            q = self.q_net(x, slice(0, n_critics * self.num_tasks)).view(n_critics, n, k)
-            if inverse is not None:
-                q = q[:, inverse]
-        return q[0] if n_critics == 1 else q.min(dim=0).values
+        layout = member_layout(tasks, self.num_tasks)
+        x = layout.pack(x)  # (T, slots, K, D + A): every task's rows against its critics' weights in place
+        x = x.reshape(self.num_tasks, -1, x.shape[-1])
+        if n_critics > 1:
+            x = x.repeat(n_critics, 1, 1)
+        q = self.q_net(x, slice(0, n_critics * self.num_tasks)).view(n_critics, self.num_tasks, layout.slots, k)
+        q = q[0] if n_critics == 1 else q.min(dim=0).values  # (T, slots, K)
+        return layout.unpack(q)
 
 
 class MultiTaskSACPolicy(BasePolicy):

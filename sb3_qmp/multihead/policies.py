@@ -16,7 +16,7 @@ from gymnasium import spaces
 from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
 
-from sb3_qmp.common.batched import BatchedMLP
+from sb3_qmp.common.batched import BatchedMLP, member_layout
 from sb3_qmp.mtsac.policies import (
     LOG_STD_MAX,
     LOG_STD_MIN,
@@ -72,6 +72,12 @@ class MultiHeadActor(MultiTaskActor):
         """Pre-tanh mean and log-std ``(M, B, A)``; slice ``m`` of ``obs`` ``(M, B, D)`` goes through head
         ``tasks[m]`` (all T heads in order if ``None``)."""
         return self._heads(self.trunk_features(obs), tasks)
+
+    def task_actions(self, obs: th.Tensor, tasks: th.Tensor, deterministic: bool = False) -> th.Tensor:
+        """Each row's own head: one trunk pass over the ``(N, D)`` rows, then every row through its task's head."""
+        layout = member_layout(tasks, self.num_tasks)
+        mean, log_std = self._heads(layout.pack(self.trunk_features(obs)))
+        return layout.unpack(squashed_gaussian_action(mean, log_std, deterministic))
 
     def propose(self, obs: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
         """All T heads' proposals ``(T, N, A)`` (squashed means, samples) from ONE trunk pass over ``(N, D)``."""
