@@ -1,5 +1,7 @@
 """Train QMP on the built-in 4-task point env, report per-task success, save the model.
 
+Usage:
+
     python -m sb3_qmp.demo                 # ~1 minute on 2 CPU cores
     python -m sb3_qmp.demo --steps 20000 --collector own --output separated.zip
 """
