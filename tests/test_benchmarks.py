@@ -1,0 +1,58 @@
+"""Smoke tests of the speed benchmarks in benchmarks/: minuscule budgets, checking the output only.
+
+(The commitment study has its own smoke test; speed itself is measured by running the scripts.)"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import pathlib
+import sys
+from types import ModuleType
+
+import pytest
+
+BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_script(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_throughput_runs_every_variant_side_by_side(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    throughput = load_script("throughput")
+    out = tmp_path / "throughput.json"
+    argv = ["--env", "MultiGoalPoint-v0", "--steps-per-task", "40", "--learning-starts", "10", "--batch-size", "8"]
+    argv += ["--train-freq", "10", "--gradient-steps", "2", "--net-arch", "8", "--repeats", "2", "--output", str(out)]
+    argv += ["--only", "QMP (Q", "own collector", "SB3 SAC (default)"]
+    result = throughput.main(argv)
+
+    assert set(result["seconds"]) == {"QMP (Q-switch collector)", "MultiTaskSAC (own collector)", "4 x SB3 SAC (default)"}
+    for name, rounds in result["rounds"].items():
+        assert len(rounds) == 2 and result["seconds"][name] == min(rounds) > 0
+    assert json.loads(out.read_text())["settings"]["num_tasks"] == 4
+    table = capsys.readouterr().out
+    assert "| MultiTaskSAC (own collector) |" in table and "1.00x" in table
+
+
+def test_switch_cost_reports_selection_and_network_passes(tmp_path: pathlib.Path) -> None:
+    switch_cost = load_script("switch_cost")
+    out = tmp_path / "switch.json"
+    result = switch_cost.main(["--env", "MultiGoalPoint-v0", "--net-arch", "8", "--repeats", "3", "--output", str(out)])
+
+    assert set(result["per_step_us"]) == {"own collector", "Q-switch (k=1)", "Q-switch, commit_steps=5"}
+    assert len(result["network_passes_us"]) == 3
+    assert all(us > 0 for us in [*result["per_step_us"].values(), *result["network_passes_us"].values()])
+    assert json.loads(out.read_text())["settings"]["n_envs"] == 4
+
+
+def test_env_speed_measures_each_env() -> None:
+    env_speed = load_script("env_speed")
+    result = env_speed.main(["--steps", "50", "--envs", "MultiGoalPoint-v0", "MazeNavigation-v0"])
+    assert set(result) == {"MultiGoalPoint-v0", "MazeNavigation-v0"}
+    assert all(rate > 0 for rate in result.values())
