@@ -7,12 +7,13 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import pytest
 from stable_baselines3.common.logger import configure
-from stable_baselines3.common.vec_env import VecNormalize
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper, VecNormalize
 
-from sb3_qmp import QMP, make_multitask_vec_env
+from sb3_qmp import QMP, TaskAssignmentWrapper, make_multitask_vec_env
 from sb3_qmp.common.callbacks import EVAL_CSV, EVAL_FILE, PerTaskEvalCallback, chosen_log_dir, load_evaluations
 
 TINY: dict[str, Any] = dict(
@@ -150,6 +151,7 @@ def test_without_log_path_keeps_results_in_memory(tmp_path: Path, monkeypatch: p
     assert not list(tmp_path.rglob(EVAL_FILE)), "no stray files in SB3's temp logger folder"
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # warned once per callback
+        warnings.filterwarnings("ignore", message="This run ends at")  # TINY's learning_starts: not this test's concern
         model.learn(16, callback=callback, reset_num_timesteps=False)
     assert callback.timesteps == [16, 32]
 
@@ -161,3 +163,46 @@ def test_log_path_defaults_to_a_chosen_logger_folder(tmp_path: Path) -> None:
     model.learn(16, callback=callback)
     assert callback.log_path == str(tmp_path / "log")
     assert load_evaluations(str(tmp_path / "log"))["timesteps"].tolist() == [16]
+
+
+class _DoneTaskSpy(VecEnvWrapper):
+    """Records the task of every finished episode."""
+
+    def __init__(self, venv: VecEnv) -> None:
+        super().__init__(venv)
+        self.finished_tasks: list[int] = []
+
+    def reset(self) -> Any:
+        return self.venv.reset()
+
+    def step_wait(self) -> Any:
+        obs, rewards, dones, infos = self.venv.step_wait()
+        self.finished_tasks += [int(infos[i]["task_id"]) for i in np.flatnonzero(dones)]
+        return obs, rewards, dones, infos
+
+
+class _ForceTaskZero(_DoneTaskSpy):
+    """Reassigns every sub-env to task 0 at each reset, behind the callback's back."""
+
+    def reset(self) -> Any:
+        self.venv.env_method("set_task", 0)
+        return self.venv.reset()
+
+
+def test_eval_env_with_a_task_assignment_wrapper_runs_every_task() -> None:
+    # rl-zoo3 wraps eval envs in TaskAssignmentWrapper; with 1 sub-env it cycles tasks on its own and
+    # would override the callback's choice (tasks 0, 1, 0, 1 instead of 0, 1, 2, 3).
+    model = QMP("MlpPolicy", make_multitask_vec_env("MultiGoalPoint-v0", seed=0), seed=0, **TINY)
+    assigner = TaskAssignmentWrapper(DummyVecEnv([lambda: gym.make("MultiGoalPoint-v0")]))
+    spy = _DoneTaskSpy(assigner)
+    callback = PerTaskEvalCallback(spy, eval_freq=-1, n_eval_episodes=2, verbose=0)
+    callback.init_callback(model)
+    result = callback.evaluate()
+    assert result["successes"].shape == (4, 2)
+    assert spy.finished_tasks[:8] == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert assigner.assign, "the wrapper takes over again after the evaluation"
+
+    rogue = PerTaskEvalCallback(_ForceTaskZero(make_multitask_vec_env("MultiGoalPoint-v0")), eval_freq=-1, verbose=0)
+    rogue.init_callback(model)
+    with pytest.raises(RuntimeError, match="ran task 0 instead of task 1"):
+        rogue.evaluate()

@@ -138,6 +138,8 @@ def test_array_mixture_is_stored_as_a_list(env):
         (np.full((4, 4), 0.3), "sum to 1"),
         (np.array([[np.nan, 1, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]), "finite"),
         ("no_such_preset", "Unknown mixture preset"),
+        ([[1, 0, 0, 0], [1, 0], [0, 0, 1, 0], [0, 0, 0, 1]], "must be a 4 x 4 array of numbers"),  # ragged
+        ([["a", 0, 0, 0]] * 4, "must be a 4 x 4 array of numbers"),
     ],
 )
 def test_invalid_matrices_rejected(env, matrix, message):

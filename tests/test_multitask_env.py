@@ -132,3 +132,50 @@ def test_render_rgb_array():
     env.reset(seed=0)
     frame = env.render()
     assert frame.shape == (64, 64, 3) and frame.dtype == np.uint8 and frame.min() < 255
+
+
+class _CountingFactory:
+    """Env factory for one task that counts how often it is called."""
+
+    def __init__(self, task: int, obs_dim: int = 2) -> None:
+        self.task, self.obs_dim, self.calls = task, obs_dim, 0
+
+    def __call__(self) -> gym.Env:
+        self.calls += 1
+        env = MultiGoalPointEnv()
+        env.set_task(self.task)
+        if self.obs_dim != 2:
+            return gym.wrappers.TransformObservation(
+                env, lambda o: np.zeros(self.obs_dim, np.float32), spaces.Box(-1, 1, (self.obs_dim,), np.float32)
+            )
+        return env
+
+
+def test_vec_env_from_factories_builds_each_task_env_once_per_sub_env():
+    factories = [_CountingFactory(task) for task in range(4)]
+    venv = make_multitask_vec_env(factories, n_envs_per_task=2, seed=0)
+    venv.reset()
+    venv.step(np.zeros((8, 2), dtype=np.float32))
+    # The probe builds every task once (space check); then each sub-env builds task 0 (for the spaces)
+    # and its own task only, not all T tasks.
+    assert [f.calls for f in factories] == [1 + 8, 1 + 2, 1 + 2, 1 + 2]
+    assert venv.get_attr("task_id") == [0, 1, 2, 3, 0, 1, 2, 3]
+
+
+def test_lazy_task_envs_match_eager_ones_and_check_spaces():
+    def rollout(lazy: bool) -> list[np.ndarray]:
+        env = MultiTaskWrapper([_CountingFactory(task) for task in range(4)], lazy=lazy)
+        out = [env.reset(seed=3, options={"task_id": 2})[0]]
+        for task in (1, 2, 3):
+            env.set_task(task)
+            out.append(env.reset()[0])
+            out += [env.step(np.array([0.5, -0.2], dtype=np.float32))[0] for _ in range(3)]
+        return out
+
+    for eager_obs, lazy_obs in zip(rollout(False), rollout(True)):
+        np.testing.assert_array_equal(eager_obs, lazy_obs)
+
+    mismatched = MultiTaskWrapper([_CountingFactory(0), _CountingFactory(1, obs_dim=3)], lazy=True)
+    mismatched.reset(seed=0, options={"task_id": 0})
+    with pytest.raises(ValueError, match=r"task 0 has .* task 1 has"):
+        mismatched.reset(options={"task_id": 1})

@@ -6,12 +6,15 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from conftest import SMALL_KWARGS, set_constant_actors
+from gymnasium import spaces
 from stable_baselines3.common.callbacks import CheckpointCallback, EvalCallback
 from stable_baselines3.common.evaluation import evaluate_policy
-from stable_baselines3.common.vec_env import SubprocVecEnv, VecNormalize
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecNormalize
 
-from sb3_qmp import QMP, MultiTaskSAC, make_multitask_vec_env
+from sb3_qmp import QMP, MultiTaskSAC, MultiTaskWrapper, TaskAssignmentWrapper, make_multitask_vec_env
 from sb3_qmp.common.buffers import MultiTaskReplayBuffer
+from sb3_qmp.common.vec_env import tasks_without_env
+from sb3_qmp.envs.point import MultiGoalPointEnv
 
 
 def test_construction_styles(point_env):
@@ -101,6 +104,51 @@ def test_env_without_task_information_is_rejected():
 def test_non_box_action_space_is_rejected():
     with pytest.raises(ValueError, match="continuous \\(Box\\) action space"):
         make_multitask_vec_env([lambda: gym.make("CartPole-v1")])
+
+
+class _DiscreteMultiTaskEnv(gym.Env):
+    """Claims to be a multi-task env with a one-hot suffix, but acts with a discrete action space."""
+
+    num_tasks = 2
+    has_task_one_hot = True
+    observation_space = spaces.Box(-1.0, 1.0, (4,), np.float32)
+    action_space = spaces.Discrete(3)
+
+
+def test_non_box_action_space_given_to_the_model_is_rejected():
+    with pytest.raises(ValueError, match="QMP needs a continuous \\(Box\\) action space, got Discrete"):
+        QMP(_DiscreteMultiTaskEnv())
+
+
+def test_base_env_without_one_hot_suffix_is_rejected():
+    # The base env knows its tasks (num_tasks, set_task) but its observations carry no task id: without the
+    # check, the model would read the last 4 position/velocity numbers as a one-hot and misroute every row.
+    with pytest.raises(ValueError, match=r"no one-hot task id .* MultiTaskWrapper"):
+        QMP(DummyVecEnv([MultiGoalPointEnv]))
+    with pytest.raises(ValueError, match="no one-hot task id"):
+        make_multitask_vec_env(MultiGoalPointEnv)
+    QMP(DummyVecEnv([lambda: MultiTaskWrapper(MultiGoalPointEnv(), task_id=0)] * 4), **SMALL_KWARGS)  # wrapped: fine
+
+
+def test_tasks_without_a_sub_env_are_rejected_at_learn():
+    # Every sub-env fixed to task 0: tasks 1-3 would never get data, so training would silently stall.
+    env = DummyVecEnv([lambda: gym.make("MultiGoalPoint-v0", task_id=0)] * 2)
+    model = QMP(env, **SMALL_KWARGS)
+    assert tasks_without_env(env) == [1, 2, 3]
+    with pytest.raises(ValueError, match=r"Tasks \[1, 2, 3\] have no sub-env"):
+        model.learn(100)
+    # Loading for evaluation only is fine; so are sampled tasks and a cycling TaskAssignmentWrapper.
+    cycling = TaskAssignmentWrapper(DummyVecEnv([lambda: gym.make("MultiGoalPoint-v0", task_id=0)]))
+    sampled = DummyVecEnv([lambda: gym.make("MultiGoalPoint-v0")])
+    assert tasks_without_env(cycling) == [] and tasks_without_env(sampled) == []
+    QMP(cycling, **SMALL_KWARGS).learn(100)
+
+
+def test_run_that_ends_before_learning_starts_warns(point_env):
+    model = QMP(point_env, **{**SMALL_KWARGS, "learning_starts": 1_000})
+    with pytest.warns(UserWarning, match="before learning_starts=1000: it only collects random actions"):
+        model.learn(200)
+    assert model._n_updates == 0
 
 
 def test_vecnormalize_of_the_task_id_is_rejected(point_env):

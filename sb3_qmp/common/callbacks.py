@@ -17,7 +17,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import HumanOutputFormat, Logger
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize, unwrap_vec_normalize
 
-from sb3_qmp.common.vec_env import get_num_tasks, make_multitask_vec_env
+from sb3_qmp.common.vec_env import get_num_tasks, make_multitask_vec_env, task_assignment_wrappers
 
 EVAL_FILE = "evaluations_per_task.npz"
 EVAL_CSV = "evaluations_per_task.csv"
@@ -212,7 +212,21 @@ class PerTaskEvalCallback(BaseCallback):
         """Run ``n_eval_episodes`` episodes of every task; return ``returns``/``successes``/``lengths`` ``(T, n)``."""
         assert self.eval_env is not None, "call model.learn(callback=...) (or init_callback) first"
         self._sync_normalization()
-        env, n_rows, n_eps = self.eval_env, self.eval_env.num_envs, self.n_eval_episodes
+        # A TaskAssignmentWrapper in the eval env (rl-zoo3's vec_env_wrapper) would reassign the tasks this
+        # evaluation sets: it stands aside while every task is run in turn.
+        assigners = task_assignment_wrappers(self.eval_env)
+        for wrapper in assigners:
+            wrapper.assign = False
+        try:
+            return self._evaluate()
+        finally:
+            for wrapper in assigners:
+                wrapper.assign = True
+
+    def _evaluate(self) -> dict[str, np.ndarray]:
+        env = self.eval_env
+        assert env is not None
+        n_rows, n_eps = env.num_envs, self.n_eval_episodes
         returns = np.zeros((self.num_tasks, n_eps))
         successes = np.zeros((self.num_tasks, n_eps))
         lengths = np.zeros((self.num_tasks, n_eps), dtype=np.int64)
@@ -236,6 +250,12 @@ class PerTaskEvalCallback(BaseCallback):
                     if active[row] and done_count[row] < n_eps:
                         task, k = row_tasks[row], int(done_count[row])
                         info = infos[row]
+                        if info.get("task_id", task) != task:
+                            raise RuntimeError(
+                                f"Sub-env {row} of the eval env ran task {info['task_id']} instead of task {task}: "
+                                "something outside PerTaskEvalCallback reassigns its tasks. Pass an eval env "
+                                "(or env id) whose tasks only the callback sets."
+                            )
                         # Monitor's totals are the unnormalised ones, when available.
                         episode = info.get("episode")
                         returns[task, k] = episode["r"] if episode is not None else ep_return[row]

@@ -261,7 +261,12 @@ def check_mixture_matrix(matrix: Any, num_tasks: int) -> np.ndarray:
         if matrix not in MIXTURE_PRESETS:
             raise ValueError(f"Unknown mixture preset {matrix!r}; known presets: {sorted(MIXTURE_PRESETS)}.")
         matrix = MIXTURE_PRESETS[matrix]
-    arr = np.asarray(matrix, dtype=np.float64)
+    try:
+        arr = np.asarray(matrix, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise ValueError(
+            f"The mixture matrix must be a {num_tasks} x {num_tasks} array of numbers (tasks x policies); got {matrix!r}."
+        ) from e
     if arr.shape != (num_tasks, num_tasks):
         raise ValueError(f"The mixture matrix must be {num_tasks} x {num_tasks} (tasks x policies), got {arr.shape}.")
     if not np.isfinite(arr).all() or (arr < 0).any():

@@ -45,9 +45,11 @@ def check_task_id(task_id: Any, num_tasks: int) -> int:
     return int(task_id)
 
 
-def _check_same_spaces(envs: Sequence[gym.Env]) -> None:
+def _check_same_spaces(envs: Sequence[gym.Env], indices: Sequence[int] | None = None) -> None:
+    """Raise unless every env has task 0's spaces (``indices``: the task index of each env, for the message)."""
     obs_space, act_space = envs[0].observation_space, envs[0].action_space
-    for i, env in enumerate(envs[1:], start=1):
+    tasks = list(indices) if indices is not None else list(range(len(envs)))
+    for i, env in zip(tasks[1:], envs[1:]):
         if env.observation_space != obs_space:
             raise ValueError(
                 f"All tasks must share one observation space: task 0 has {obs_space}, task {i} has "
@@ -77,12 +79,19 @@ class MultiTaskWrapper(gym.Env):
     :param env: a base env with ``num_tasks`` and ``set_task(i)``, or a sequence of T env
         factories (callables returning one env per task, all on the same spaces).
     :param task_id: the fixed task of this env; ``None`` draws a task uniformly at every reset.
+    :param lazy: with env factories, build task ``i``'s env only when task ``i`` first runs (task 0's
+        env is built at once for the spaces; the others are checked against it when built). A
+        vectorized env whose sub-envs are fixed to one task each then holds about one env per
+        sub-env instead of T. The default builds and checks every task's env at once.
     """
 
     metadata: dict[str, Any] = {"render_modes": []}
+    has_task_one_hot = True  # what tells a model that observations end with the task's one-hot
 
-    def __init__(self, env: gym.Env | Sequence[Callable[[], gym.Env]], task_id: int | None = None) -> None:
+    def __init__(self, env: gym.Env | Sequence[Callable[[], gym.Env]], task_id: int | None = None, lazy: bool = False) -> None:
         super().__init__()
+        self._factories: list[Callable[[], gym.Env]] = []
+        self._task_seed: int | None = None
         if isinstance(env, gym.Env):
             num_tasks = getattr(env.unwrapped, "num_tasks", None)
             if num_tasks is None or not callable(getattr(env.unwrapped, "set_task", None)):
@@ -90,7 +99,7 @@ class MultiTaskWrapper(gym.Env):
                     f"{type(env.unwrapped).__name__} has no task information: a single base env must define "
                     "`num_tasks` and `set_task(task_id)`. Otherwise pass a list of one env factory per task."
                 )
-            self._task_envs: list[gym.Env] | None = None
+            self._task_envs: list[gym.Env | None] | None = None
             self._base: gym.Env = env
             self.num_tasks = int(num_tasks)
         elif isinstance(env, Sequence) and not isinstance(env, str):
@@ -98,9 +107,14 @@ class MultiTaskWrapper(gym.Env):
                 raise ValueError("MultiTaskWrapper needs at least one task (got an empty list of env factories).")
             if not all(callable(f) for f in env):
                 raise TypeError("Pass env factories (callables returning a gym.Env), e.g. `lambda: gym.make(...)`.")
-            self._task_envs = [factory() for factory in env]
-            _check_same_spaces(self._task_envs)
-            self._base = self._task_envs[0]
+            self._factories = list(env)
+            if lazy:
+                self._task_envs = [self._factories[0](), *([None] * (len(env) - 1))]
+            else:
+                built = [factory() for factory in env]
+                _check_same_spaces(built)
+                self._task_envs = list(built)
+            self._base = self._task_envs[0]  # type: ignore[assignment]
             self.num_tasks = len(self._task_envs)
         else:
             raise TypeError(f"Expected a gym.Env or a sequence of env factories, got {type(env).__name__}.")
@@ -126,7 +140,21 @@ class MultiTaskWrapper(gym.Env):
     @property
     def env(self) -> gym.Env:
         """The env that currently runs the active task."""
-        return self._base if self._task_envs is None else self._task_envs[self.task_id]
+        if self._task_envs is None:
+            return self._base
+        task_env = self._task_envs[self.task_id]
+        if task_env is None:  # lazy: first episode of this task
+            task_env = self._factories[self.task_id]()
+            _check_same_spaces([self._base, task_env], indices=[0, self.task_id])
+            if self._task_seed is not None:
+                task_env.reset(seed=self._task_seed + self.task_id)
+            self._task_envs[self.task_id] = task_env
+        return task_env
+
+    @property
+    def fixed_task(self) -> int | None:
+        """The task every episode runs (from the next ``reset`` on), or ``None`` when tasks are sampled."""
+        return self._fixed_task
 
     def set_task(self, task_id: int | None) -> None:
         """Fix this env's task from the next ``reset`` on; ``None`` samples a task per episode."""
@@ -141,9 +169,11 @@ class MultiTaskWrapper(gym.Env):
         if TASK_ID_KEY in options:
             self.set_task(options.pop(TASK_ID_KEY))
         if seed is not None and self._task_envs is not None:
-            # Every per-task env gets its own stream derived from the one seed.
+            # Every per-task env gets its own stream derived from the one seed (lazy envs when built).
+            self._task_seed = seed
             for i, task_env in enumerate(self._task_envs):
-                task_env.reset(seed=seed + i)
+                if task_env is not None:
+                    task_env.reset(seed=seed + i)
         if self._fixed_task is not None:
             self.task_id = self._fixed_task
         else:
@@ -169,7 +199,8 @@ class MultiTaskWrapper(gym.Env):
 
     def close(self) -> None:
         for env in self._task_envs or [self._base]:
-            env.close()
+            if env is not None:
+                env.close()
 
 
 def split_task_obs(obs: np.ndarray, num_tasks: int) -> tuple[np.ndarray, np.ndarray]:

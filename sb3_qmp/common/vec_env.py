@@ -14,19 +14,50 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepR
 from sb3_qmp.common.multitask_env import MultiTaskWrapper
 
 
+def _env_attr(env: VecEnv | gym.Env, name: str) -> Any:
+    """An attribute of the (first sub-)env, looked up through every wrapper."""
+    return env.get_attr(name, indices=[0])[0] if isinstance(env, VecEnv) else env.get_wrapper_attr(name)
+
+
 def get_num_tasks(env: VecEnv | gym.Env) -> int:
-    """Read the number of tasks of a (vectorized) multi-task env, with a helpful error if absent."""
+    """Read the number of tasks of a (vectorized) multi-task env, with a helpful error if absent.
+
+    The env must be a :class:`MultiTaskWrapper` (under any wrappers): a base env that merely has a
+    ``num_tasks`` attribute has no one-hot task id in its observations, and the model would read
+    its last observation entries as one.
+    """
     try:
-        num_tasks = env.get_attr("num_tasks", indices=[0])[0] if isinstance(env, VecEnv) else env.get_wrapper_attr("num_tasks")
+        num_tasks = _env_attr(env, "num_tasks")
     except AttributeError as e:
         raise ValueError(
             "This env carries no task information (no `num_tasks` attribute). Build it with "
             "sb3_qmp.make_multitask_vec_env(...), or wrap each env in sb3_qmp.MultiTaskWrapper, so that "
             "observations end with a one-hot task id."
         ) from e
+    try:
+        has_one_hot = bool(_env_attr(env, "has_task_one_hot"))
+    except AttributeError:
+        has_one_hot = False
+    if not has_one_hot:
+        raise ValueError(
+            f"This env has num_tasks={num_tasks!r} but its observations carry no one-hot task id (it is not wrapped "
+            "in sb3_qmp.MultiTaskWrapper). Wrap the base env, MultiTaskWrapper(env), or build the VecEnv with "
+            "sb3_qmp.make_multitask_vec_env(...)."
+        )
     if not isinstance(num_tasks, int) or num_tasks < 1:
         raise ValueError(f"`num_tasks` must be a positive int, got {num_tasks!r}.")
     return num_tasks
+
+
+def tasks_without_env(venv: VecEnv) -> list[int]:
+    """Tasks that no sub-env of ``venv`` will ever run: every sub-env is fixed to a task and no
+    :class:`TaskAssignmentWrapper` cycles them. Empty when every task can be reached (or tasks are sampled)."""
+    if any(wrapper.cycles for wrapper in task_assignment_wrappers(venv)):
+        return []
+    fixed = venv.get_attr("fixed_task")
+    if any(task is None for task in fixed):
+        return []
+    return sorted(set(range(get_num_tasks(venv))) - {int(task) for task in fixed})
 
 
 def assign_tasks(venv: VecEnv, num_tasks: int | None = None) -> list[int]:
@@ -58,11 +89,15 @@ class TaskAssignmentWrapper(VecEnvWrapper):
     effect at the next reset; every ``reset()`` restarts the cycle, so successive evaluations see the
     same task order.
 
+    Set ``assign = False`` to hand the task choice to someone else for a while (the per-task
+    evaluation callback does, so that it can run every task in turn).
+
     :param venv: a VecEnv of multi-task envs (each with ``set_task``).
     """
 
     def __init__(self, venv: VecEnv) -> None:
         super().__init__(venv)
+        self.assign = True
         self.num_tasks = get_num_tasks(venv)
         self.cycles = venv.num_envs % self.num_tasks != 0
         self._episodes = np.zeros(venv.num_envs, dtype=np.int64)
@@ -77,6 +112,8 @@ class TaskAssignmentWrapper(VecEnvWrapper):
             self.venv.env_method("set_task", int(task), indices=[int(env_idx)])
 
     def reset(self) -> VecEnvObs:
+        if not self.assign:
+            return self.venv.reset()
         all_envs = np.arange(self.num_envs)
         self._episodes[:] = 0
         self.tasks = self._task_of(all_envs, self._episodes)
@@ -89,13 +126,24 @@ class TaskAssignmentWrapper(VecEnvWrapper):
 
     def step_wait(self) -> VecEnvStepReturn:
         obs, rewards, dones, infos = self.venv.step_wait()
-        if self.cycles and dones.any():
+        if self.assign and self.cycles and dones.any():
             done_envs = np.flatnonzero(dones)
             # The auto-reset has already started the queued episode; queue the one after it.
             self._episodes[done_envs] += 1
             self.tasks[done_envs] = self._task_of(done_envs, self._episodes[done_envs])
             self._set_tasks(done_envs, self._task_of(done_envs, self._episodes[done_envs] + 1))
         return obs, rewards, dones, infos
+
+
+def task_assignment_wrappers(venv: VecEnv) -> list[TaskAssignmentWrapper]:
+    """Every :class:`TaskAssignmentWrapper` in the wrapper chain of ``venv``, outermost first."""
+    found: list[TaskAssignmentWrapper] = []
+    layer: VecEnv = venv
+    while isinstance(layer, VecEnvWrapper):
+        if isinstance(layer, TaskAssignmentWrapper):
+            found.append(layer)
+        layer = layer.venv
+    return found
 
 
 class _MakeRegisteredEnv:
@@ -147,8 +195,9 @@ def make_multitask_vec_env(
         if env_kwargs:
             raise ValueError("env_kwargs only applies to env ids; bind arguments inside your env factories instead.")
         factories: list[Callable[[], gym.Env]] = list(env)  # type: ignore[arg-type]
-        probe = MultiTaskWrapper(factories)
-        env_factory = lambda: MultiTaskWrapper(factories)  # noqa: E731
+        probe = MultiTaskWrapper(factories)  # builds every task's env once: checks their spaces
+        # Each sub-env is fixed to one task: it builds that task's env (and task 0's, for the spaces) only.
+        env_factory = lambda: MultiTaskWrapper(factories, lazy=True)  # noqa: E731
     else:
         raise TypeError(f"Expected an env id, an env factory or a list of env factories, got {type(env).__name__}.")
     num_tasks = get_num_tasks(probe)

@@ -24,7 +24,7 @@ from torch.nn import functional as F
 
 from sb3_qmp.common.buffers import MultiTaskReplayBuffer
 from sb3_qmp.common.collectors import Collector, make_collector
-from sb3_qmp.common.vec_env import get_num_tasks, make_multitask_vec_env
+from sb3_qmp.common.vec_env import get_num_tasks, make_multitask_vec_env, tasks_without_env
 from sb3_qmp.mtsac.policies import MlpPolicy, MultiTaskActor, MultiTaskCritic, MultiTaskSACPolicy
 
 SelfMultiTaskSAC = TypeVar("SelfMultiTaskSAC", bound="MultiTaskSAC")
@@ -121,6 +121,12 @@ class MultiTaskSAC(OffPolicyAlgorithm):
         if isinstance(env, str):
             # An env id: one sub-env per task, each fixed to its task (SB3 would make a single env).
             env = make_multitask_vec_env(env, seed=seed)
+        action_space = getattr(env, "action_space", None)
+        if action_space is not None and not isinstance(action_space, spaces.Box):
+            raise ValueError(
+                f"{type(self).__name__} needs a continuous (Box) action space, got {action_space}. "
+                "Discrete-action tasks are not supported by SAC-based algorithms."
+            )
         super().__init__(
             policy,  # type: ignore[arg-type]
             env,  # type: ignore[arg-type]
@@ -470,6 +476,22 @@ class MultiTaskSAC(OffPolicyAlgorithm):
         reset_num_timesteps: bool = True,
         progress_bar: bool = False,
     ) -> SelfMultiTaskSAC:
+        if self.env is not None:
+            missing = tasks_without_env(self.env)
+            if missing:
+                raise ValueError(
+                    f"Tasks {missing} have no sub-env: every sub-env of this VecEnv is fixed to another task, so these "
+                    "tasks would never get data or a gradient step. Give every task a sub-env "
+                    "(sb3_qmp.make_multitask_vec_env(..., n_envs_per_task=k) builds k per task), let the sub-envs "
+                    "sample their task per episode (set_task(None)), or wrap the VecEnv in TaskAssignmentWrapper."
+                )
+        final_timesteps = total_timesteps + (0 if reset_num_timesteps else self.num_timesteps)
+        if final_timesteps <= self.learning_starts:
+            warnings.warn(
+                f"This run ends at {final_timesteps} env steps, before learning_starts={self.learning_starts}: it only "
+                "collects random actions and takes no gradient step. Raise total_timesteps or lower learning_starts.",
+                stacklevel=2,
+            )
         return super().learn(
             total_timesteps=total_timesteps,
             callback=callback,
