@@ -179,3 +179,11 @@ def test_lazy_task_envs_match_eager_ones_and_check_spaces():
     mismatched.reset(seed=0, options={"task_id": 0})
     with pytest.raises(ValueError, match=r"task 0 has .* task 1 has"):
         mismatched.reset(options={"task_id": 1})
+
+
+def test_reset_option_task_id_stays_until_changed():
+    env = MultiTaskWrapper(MultiGoalPointEnv())
+    env.reset(seed=0, options={"task_id": 2})
+    assert [env.reset()[1]["task_id"] for _ in range(5)] == [2] * 5 and env.fixed_task == 2
+    env.reset(options={"task_id": None})
+    assert env.fixed_task is None and len({env.reset()[1]["task_id"] for _ in range(40)}) == 4

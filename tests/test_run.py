@@ -164,6 +164,14 @@ def test_non_multitask_replay_buffer_is_rejected(point_env):
         QMP(point_env, replay_buffer_class=ReplayBuffer, **SMALL_KWARGS)
 
 
+def test_callers_kwargs_dicts_are_not_modified(point_env):
+    # rl-zoo3 keeps the YAML's dicts (and users reuse theirs): the model must copy before adding num_tasks.
+    policy_kwargs, buffer_kwargs = dict(net_arch=[16]), dict()
+    model = QMP(point_env, policy_kwargs=policy_kwargs, replay_buffer_kwargs=buffer_kwargs, learning_starts=10)
+    assert policy_kwargs == dict(net_arch=[16]) and buffer_kwargs == {}
+    assert model.policy_kwargs["num_tasks"] == 4 and model.replay_buffer_kwargs["num_tasks"] == 4
+
+
 def test_two_envs_given_is_rejected(point_env):
     with pytest.raises(TypeError, match="two envs"):
         QMP(point_env, point_env)

@@ -176,6 +176,36 @@ def test_yaml_entries_match_constructor(algo: str) -> None:
         assert entry["policy"] == "MlpPolicy"
 
 
+PAPER_ENTRIES = [
+    (path.stem, env_id)
+    for path in sorted(Path(CONFIG_DIR).glob("*.yml"))
+    for env_id in yaml.safe_load(path.read_text())
+    if env_id != ENV  # the built-in env's entries are trained by the subprocess tests below
+]
+
+
+@pytest.mark.parametrize("algo, env_id", PAPER_ENTRIES)
+def test_paper_yaml_entries_build_their_model(algo: str, env_id: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every paper-env entry goes through rl-zoo3's own set-up: env, wrappers, callbacks and model."""
+    require(algo)
+    monkeypatch.setitem(OPTIMIZE_BASE, algo, {})  # setup_experiment records the run's hyperparameters there
+    register_zoo()
+    from rl_zoo3.exp_manager import ExperimentManager
+    from rl_zoo3.utils import ALGOS
+
+    manager: Any = ExperimentManager(argparse.Namespace(), algo, env_id, str(tmp_path), verbose=0)
+    model, _ = manager.setup_experiment()
+    try:
+        entry = yaml.safe_load((Path(CONFIG_DIR) / f"{algo}.yml").read_text())[env_id]
+        assert isinstance(model, ALGOS[algo])
+        assert model.n_envs == entry["n_envs"] == model.num_tasks
+        assert model.batch_size == entry["batch_size"] and model.learning_starts == entry["learning_starts"]
+        actions, _ = model.predict(model.env.reset(), deterministic=True)
+        assert actions.shape == (model.n_envs, *model.action_space.shape)
+    finally:
+        model.env.close()
+
+
 def test_task_cycle_wrapper() -> None:
     from sb3_qmp import make_multitask_vec_env
 
@@ -344,6 +374,9 @@ def test_literal_zoo_train_and_enjoy(tmp_path: Path) -> None:
     assert evaluations["successes"].shape[1] == 4, "the YAML's per-task eval callback writes into the run folder"
 
     proc = run(["-m", "rl_zoo3.enjoy", "--algo", "qmp", "--env", ENV, "-f", str(logs), "--no-render", "-n", "130"], tmp_path)
+    assert proc.stdout.count("Episode Reward") >= 4, proc.stdout[-2000:]
+    # The explicit wrapper takes the same arguments.
+    proc = run(["-m", "sb3_qmp.enjoy", "--algo", "qmp", "--env", ENV, "-f", str(logs), "--no-render", "-n", "130"], tmp_path)
     assert proc.stdout.count("Episode Reward") >= 4, proc.stdout[-2000:]
 
 

@@ -79,6 +79,8 @@ class MultiTaskWrapper(gym.Env):
     :param env: a base env with ``num_tasks`` and ``set_task(i)``, or a sequence of T env
         factories (callables returning one env per task, all on the same spaces).
     :param task_id: the fixed task of this env; ``None`` draws a task uniformly at every reset.
+        ``reset(options={"task_id": i})`` is ``set_task(i)`` before that reset: the task stays fixed
+        for the following episodes too (``options={"task_id": None}`` returns to drawing).
     :param lazy: with env factories, build task ``i``'s env only when task ``i`` first runs (task 0's
         env is built at once for the spaces; the others are checked against it when built). A
         vectorized env whose sub-envs are fixed to one task each then holds about one env per

@@ -188,8 +188,9 @@ class MultiTaskSAC(OffPolicyAlgorithm):
                 f"{type(self).__name__} needs a MultiTaskReplayBuffer (per-task storage), "
                 f"got {self.replay_buffer_class.__name__}."
             )
-        self.replay_buffer_kwargs["num_tasks"] = self.num_tasks
-        self.policy_kwargs["num_tasks"] = self.num_tasks
+        # Copies: SB3 keeps the caller's dicts, which must not change (a YAML's, or reused for another model).
+        self.replay_buffer_kwargs = {**self.replay_buffer_kwargs, "num_tasks": self.num_tasks}
+        self.policy_kwargs = {**self.policy_kwargs, "num_tasks": self.num_tasks}
         super()._setup_model()
         self._create_aliases()
 

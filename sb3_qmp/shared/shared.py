@@ -121,7 +121,7 @@ class SharedSAC(MultiTaskSAC):
                 f"SharedSAC trains one agent on a pooled batch: replay_buffer_class must subclass PooledReplayBuffer, "
                 f"got {self.replay_buffer_class.__name__}."
             )
-        self.replay_buffer_kwargs["batch_per_task"] = self.batch_per_task
+        self.replay_buffer_kwargs = {**self.replay_buffer_kwargs, "batch_per_task": self.batch_per_task}
         super()._setup_model()
         if not isinstance(self.policy, SharedSACPolicy):
             raise ValueError(
