@@ -10,6 +10,7 @@ import pathlib
 import sys
 from types import ModuleType
 
+import numpy as np
 import pytest
 
 BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
@@ -56,3 +57,38 @@ def test_env_speed_measures_each_env() -> None:
     result = env_speed.main(["--steps", "50", "--envs", "MultiGoalPoint-v0", "MazeNavigation-v0"])
     assert set(result) == {"MultiGoalPoint-v0", "MazeNavigation-v0"}
     assert all(rate > 0 for rate in result.values())
+
+
+def _write_run(folder: pathlib.Path, algo: str, seed: int, successes: list[list[float]]) -> None:
+    """A fake rl-zoo3 run folder with a PerTaskEvalCallback file: successes (evaluations x tasks), 2 episodes each."""
+    run_dir = folder / algo / f"MultiGoalPoint-v0_{seed}"
+    run_dir.mkdir(parents=True)
+    success = np.repeat(np.array(successes)[:, :, None], 2, axis=2)
+    np.savez(
+        run_dir / "evaluations_per_task.npz",
+        timesteps=np.arange(1, len(successes) + 1) * 1000,
+        returns=-10 * (1 - success),
+        successes=success,
+        lengths=np.full(success.shape, 30),
+        task_names=np.array(["a", "b"]),
+    )
+
+
+def test_paper_comparison_summarizes_seeds(tmp_path: pathlib.Path) -> None:
+    comparison = load_script("paper_comparison")
+    logs = tmp_path / "logs"
+    _write_run(logs, "qmp", 1, [[0.0, 0.5], [1.0, 1.0], [1.0, 1.0]])
+    _write_run(logs, "qmp", 2, [[0.0, 0.0], [0.5, 1.0], [1.0, 1.0]])
+    _write_run(logs, "separated", 1, [[0.0, 0.0], [0.5, 0.0], [1.0, 0.0]])
+    argv = ["--env", "MultiGoalPoint-v0", "--algos", "qmp", "separated", "--logs", str(logs), "--summarize-only"]
+    result = comparison.main([*argv, "--out", str(tmp_path / "out")])
+
+    qmp, separated = result["summary"]["qmp"], result["summary"]["separated"]
+    assert qmp["seeds"] == 2 and qmp["timesteps"] == [1000, 2000, 3000]
+    np.testing.assert_allclose(qmp["mean_success"], [0.125, 0.875, 1.0])
+    np.testing.assert_allclose(qmp["std_success"], [0.125, 0.125, 0.0])
+    assert qmp["steps_to_threshold"] == [2000.0, 3000.0] and separated["steps_to_threshold"] == [None]
+    assert qmp["final_per_task"] == [1.0, 1.0] and separated["final_per_task"] == [1.0, 0.0]
+    files = {p.name for p in (tmp_path / "out").iterdir()}
+    assert {"summary.json", "summary.md", "MultiGoalPoint-v0_success.png"} <= files
+    assert "| qmp | 2 | 1.00 ± 0.00 |" in (tmp_path / "out" / "summary.md").read_text()

@@ -1,0 +1,183 @@
+"""Learning curves against the paper: several algorithms x seeds on one task set, through rl-zoo3.
+
+Every run is the literal zoo training command of this package (``python -m sb3_qmp.train``) with the
+packaged YAML entry of the env (the paper's hyperparameters) and only the total budget changed; the
+YAML's ``PerTaskEvalCallback`` evaluates every task's own policy (deterministic) along the way. Runs
+go ``--jobs`` at a time; then the per-task evaluations are summarised (mean success over tasks, mean
++- std over seeds, first evaluation at which the mean success reaches a threshold, per-task final
+success) and ``sb3_qmp.plot`` draws the curves and the selection heatmap.
+
+    python benchmarks/paper_comparison.py --env MultistageReacher-v0 --algos qmp separated dnc_reg \\
+        --seeds 0 1 2 -n 1000000 --jobs 2 --logs logs/paper_reacher --out benchmarks/results/paper_reacher
+
+``--summarize-only`` re-reads an existing log folder without training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sb3_qmp.plot import Run, find_runs
+
+
+def train_command(args: argparse.Namespace, algo: str, seed: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "sb3_qmp.train",
+        "--algo",
+        algo,
+        "--env",
+        args.env,
+        "-n",
+        str(args.n_timesteps),
+        "--seed",
+        str(seed),
+        "-f",
+        str(args.logs),
+        "--num-threads",
+        "1",
+        "--eval-freq",
+        "-1",  # the zoo's single-env EvalCallback; the YAML's per-task evaluation stays on
+        *(["-params", *args.params] if args.params else []),
+    ]
+
+
+def run_all(args: argparse.Namespace) -> dict[str, float]:
+    """Train every (algo, seed), ``--jobs`` processes at a time; return the wall time of each run."""
+    pending = [(algo, seed) for seed in args.seeds for algo in args.algos]
+    running: dict[tuple[str, int], tuple[subprocess.Popen, float]] = {}
+    seconds: dict[str, float] = {}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
+    args.logs.mkdir(parents=True, exist_ok=True)
+    while pending or running:
+        while pending and len(running) < args.jobs:
+            algo, seed = pending.pop(0)
+            log = open(args.logs / f"{algo}_seed{seed}.out", "w")  # noqa: SIM115  (the child keeps it open)
+            running[(algo, seed)] = (
+                subprocess.Popen(train_command(args, algo, seed), stdout=log, stderr=subprocess.STDOUT, env=env),
+                time.perf_counter(),
+            )
+        time.sleep(1.0)
+        for key, (proc, start) in list(running.items()):
+            if proc.poll() is None:
+                continue
+            del running[key]
+            seconds[f"{key[0]} seed {key[1]}"] = time.perf_counter() - start
+            status = "done" if proc.returncode == 0 else f"FAILED ({proc.returncode}), see {args.logs}"
+            print(f"{key[0]} seed {key[1]}: {status} in {seconds[f'{key[0]} seed {key[1]}']:.0f} s", flush=True)
+    return seconds
+
+
+def first_reaching(timesteps: np.ndarray, curve: np.ndarray, threshold: float) -> float | None:
+    """The first evaluation step at which ``curve`` reaches ``threshold`` (``None``: never)."""
+    hits = np.flatnonzero(curve >= threshold - 1e-9)
+    return float(timesteps[hits[0]]) if hits.size else None
+
+
+def summarize(runs: list[Run], threshold: float) -> dict[str, Any]:
+    """Per algorithm: the mean-over-tasks success curve (mean, std over seeds), final per-task success,
+    and the first evaluation at which each seed's mean success reaches ``threshold``."""
+    summary: dict[str, Any] = {}
+    for algo in sorted({run.algo for run in runs}):
+        mine = [run for run in runs if run.algo == algo]
+        k = min(run.timesteps.size for run in mine)  # runs cut short are compared over the common part
+        timesteps = mine[0].timesteps[:k]
+        mean_success = np.stack([run.success[:k].mean(axis=1) for run in mine])  # (seeds, K)
+        final_per_task = np.stack([run.success[k - 1] for run in mine])  # (seeds, T)
+        summary[algo] = {
+            "seeds": len(mine),
+            "timesteps": timesteps.tolist(),
+            "mean_success": mean_success.mean(axis=0).tolist(),
+            "std_success": mean_success.std(axis=0).tolist(),
+            "final_mean_success": float(mean_success[:, -1].mean()),
+            "final_std_success": float(mean_success[:, -1].std()),
+            "final_per_task": final_per_task.mean(axis=0).tolist(),
+            "steps_to_threshold": [first_reaching(timesteps, curve, threshold) for curve in mean_success],
+            "task_names": mine[0].task_names,
+        }
+    return summary
+
+
+def to_markdown(summary: dict[str, Any], threshold: float) -> str:
+    algos = list(summary)
+    lines = [
+        f"| algorithm | seeds | final mean success | per-task final success | env steps to reach {threshold:.0%} (per seed) |",
+        "|---|---:|---|---|---|",
+    ]
+    for algo in algos:
+        s = summary[algo]
+        per_task = " / ".join(f"{v:.2f}" for v in s["final_per_task"])
+        reach = ", ".join("never" if v is None else f"{v / 1e3:.0f}k" for v in s["steps_to_threshold"])
+        lines.append(
+            f"| {algo} | {s['seeds']} | {s['final_mean_success']:.2f} ± {s['final_std_success']:.2f} | {per_task} | {reach} |"
+        )
+    lines += ["", "Mean success over tasks (mean ± std over seeds) at each evaluation:", ""]
+    steps = summary[algos[0]]["timesteps"]
+    lines.append("| env steps | " + " | ".join(algos) + " |")
+    lines.append("|---:|" + "---|" * len(algos))
+    for i, step in enumerate(steps):
+        cells = []
+        for algo in algos:
+            s = summary[algo]
+            cells.append(f"{s['mean_success'][i]:.2f} ± {s['std_success'][i]:.2f}" if i < len(s["timesteps"]) else "")
+        lines.append(f"| {step / 1e3:.0f}k | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", default="MultistageReacher-v0")
+    parser.add_argument("--algos", nargs="+", default=["qmp", "separated", "dnc_reg"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("-n", "--n-timesteps", type=int, default=1_000_000, help="env steps per run (all tasks)")
+    parser.add_argument("--jobs", type=int, default=2, help="runs at a time")
+    parser.add_argument("--params", nargs="+", default=None, help="extra -params for every run (key:value)")
+    parser.add_argument("--threshold", type=float, default=1.0, help="success level for 'steps to reach'")
+    parser.add_argument("--logs", type=Path, default=Path("logs/paper_comparison"), help="rl-zoo3 log folder")
+    parser.add_argument("--out", type=Path, default=None, help="write summary JSON, markdown and PNGs here")
+    parser.add_argument("--summarize-only", action="store_true", help="do not train; read --logs")
+    args = parser.parse_args(argv)
+
+    seconds = {} if args.summarize_only else run_all(args)
+    runs = find_runs([str(args.logs)], algos=args.algos, envs=[args.env])
+    if not runs:
+        raise SystemExit(f"No per-task evaluations of {args.algos} on {args.env} under {args.logs}.")
+    summary = summarize(runs, args.threshold)
+    table = to_markdown(summary, args.threshold)
+    print(table)
+    result = {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "seconds": seconds}
+    result["summary"] = summary
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "summary.json").write_text(json.dumps(result, indent=2))
+        (args.out / "summary.md").write_text(table + "\n")
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "sb3_qmp.plot",
+                str(args.logs),
+                "--envs",
+                args.env,
+                "--algos",
+                *args.algos,
+                "-o",
+                str(args.out),
+            ],
+            check=True,
+        )
+    return result
+
+
+if __name__ == "__main__":
+    main()
