@@ -17,6 +17,7 @@ from stable_baselines3.common.env_checker import check_env  # noqa: E402
 
 import sb3_qmp  # noqa: E402, F401  (registers the env ids)
 from sb3_qmp.envs.reacher import (  # noqa: E402
+    GEARS,
     JOINT_RANGES,
     NUM_STAGES,
     PEDESTAL_HEIGHT,
@@ -219,19 +220,51 @@ def test_reaching_subgoals_advances_stages_to_success(ik_solutions, task_id):
 
 @pytest.mark.parametrize("task_id", range(5))
 def test_joint_pd_controller_solves_every_task_within_time_limit(ik_solutions, task_id):
-    """The motors are strong enough: a saturated joint-space PD controller on IK targets finishes in time."""
+    """The motors are strong enough: a saturated joint-space PD controller on IK targets finishes in time.
+
+    The gains act through the arm's mass matrix (critically damped at 10 rad/s on every joint): with the
+    authors' light joints (armature 0.01) fixed per-joint gains would be unstable on the wrist at 25 Hz.
+    """
     env = gym.make(ENV_ID, task_id=task_id)
     base = env.unwrapped.env
     env.reset(seed=task_id)
     targets = {name: ik_solutions[name] for name in SUBGOALS}
+    mass_matrix = np.zeros((6, 6))
     terminated = truncated = False
+    steps = 0
     while not (terminated or truncated):
         seq = TASK_SEQUENCES[task_id]
         q_goal = START_QPOS if seq is None else targets[seq[base.stage]]
-        action = np.clip(5.0 * (q_goal - base.data.qpos) - base.data.qvel, -1.0, 1.0)
+        mujoco.mj_fullM(base.model, mass_matrix, base.data.qM)
+        torque = mass_matrix @ (100.0 * (q_goal - base.data.qpos) - 20.0 * base.data.qvel)
+        action = np.clip(torque / np.array(GEARS), -1.0, 1.0)
         _, _, terminated, truncated, info = env.step(action.astype(np.float32))
+        steps += 1
     assert terminated and info["is_success"] and info["stages_completed"] == 3
+    assert steps <= (90 if task_id == STAY_TASK else 60), "every subgoal sequence takes well under the 200-step limit"
     env.close()
+
+
+def test_joint_dynamics_are_the_authors_and_configurable():
+    env = MultistageReacherEnv()
+    np.testing.assert_allclose(env.model.dof_damping, 0.5)
+    np.testing.assert_allclose(env.model.dof_armature, 0.01)
+    np.testing.assert_allclose(env.model.dof_frictionloss, 0.0)
+    hardware = MultistageReacherEnv(joint_armature=2.0, joint_frictionloss=1.0)
+    np.testing.assert_allclose(hardware.model.dof_armature, 2.0)
+    np.testing.assert_allclose(hardware.model.dof_frictionloss, 1.0)
+    # Random torques explore the workspace (the point of the authors' light joints); zero torque holds still.
+    rng = np.random.default_rng(0)
+    env.reset(seed=0)
+    hands = [env.step(rng.uniform(-1, 1, 6).astype(np.float32)) and env.hand_pos for _ in range(200)]
+    assert np.ptp(np.array(hands), axis=0).max() > 0.5
+    env.reset(seed=0)
+    start = env.hand_pos
+    for _ in range(50):
+        env.step(np.zeros(6, dtype=np.float32))
+    assert np.linalg.norm(env.hand_pos - start) < 1e-3
+    with pytest.raises(ValueError, match="must be >= 0"):
+        MultistageReacherEnv(joint_damping=-1.0)
 
 
 def test_no_stage_advance_away_from_goal(ik_solutions):

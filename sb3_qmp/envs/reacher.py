@@ -30,7 +30,9 @@ stage (90 in all). ``stage`` in the rewards is the stage after this step's advan
 
 Observation (16 float32): joint positions (6), joint velocities (6), one-hot of the stage (4: stages
 0, 1, 2 and "done"). The goal is not observed. Action: 6 torques in ``[-1, 1]`` scaled by the motor
-gears (5 on joint 1, 10 on the others). Physics: timestep 0.01, 4 steps per action. The arm is
+gears (5 on joint 1, 10 on the others). Physics: timestep 0.01, 4 steps per action; joint damping 0.5,
+armature 0.01 and no friction loss, as in the authors' Jaco model (dm-control's model has the geared
+hardware's armature and friction, under which random exploration hardly moves the arm). The arm is
 gravity-compensated by default (MuJoCo ``gravcomp``), as a real Jaco in torque mode is; pass
 ``gravity_compensation=False`` for the raw arm.
 
@@ -82,6 +84,12 @@ JOINT_RANGES = np.array(
     ]
 )
 GEARS = (5.0, 10.0, 10.0, 10.0, 10.0, 10.0)
+# Joint dynamics of the authors' Jaco model (damping 0.5, armature 0.01, no friction loss). dm-control's
+# model describes the geared hardware instead (armature 2-4, friction loss 1-2 N m): under it uniformly
+# random torques move the hand by about 0.15 over a 200-step episode and no subgoal is ever reached by
+# exploration; with the authors' values random torques sweep the hand over about 1.2 (benchmarks in
+# docs/environments/reacher.md).
+JOINT_DAMPING, JOINT_ARMATURE, JOINT_FRICTIONLOSS = 0.5, 0.01, 0.0
 # Pedestal under the arm base: a cylinder whose top face is the base's bottom face (z = 0), wider
 # than the base (radius 0.05). It and the base are both fixed to the world, so they never collide.
 PEDESTAL_RADIUS = 0.08
@@ -125,12 +133,18 @@ def build_model(
     gears: tuple[float, ...] = GEARS,
     gravity_compensation: bool = True,
     render_size: tuple[int, int] = (480, 480),
+    joint_damping: float = JOINT_DAMPING,
+    joint_armature: float = JOINT_ARMATURE,
+    joint_frictionloss: float = JOINT_FRICTIONLOSS,
 ) -> mujoco.MjModel:
     """Compile the reacher scene (see module docstring) from dm-control's Jaco arm.
 
     :param timestep: physics timestep (s).
     :param gears: motor gears of joints 1-6.
     :param gravity_compensation: compensate gravity on the arm bodies (MuJoCo ``gravcomp``).
+    :param joint_damping: viscous damping of every arm joint (the authors' model: 0.5).
+    :param joint_armature: rotor inertia of every arm joint (the authors' model: 0.01).
+    :param joint_frictionloss: dry friction of every arm joint (the authors' model: 0).
     :param render_size: ``(width, height)`` of the largest image to render (sizes the offscreen buffer).
     :return: the compiled model.
     """
@@ -180,6 +194,9 @@ def build_model(
         joint = spec.joint(joint_name)
         joint.range = [low, high]
         joint.limited = mujoco.mjtLimited.mjLIMITED_TRUE
+        joint.damping = joint_damping
+        joint.armature = joint_armature
+        joint.frictionloss = joint_frictionloss
     for i, (joint_name, gear) in enumerate(zip(JOINT_NAMES, gears)):
         motor = spec.add_actuator(name=f"motor_{i + 1}", target=joint_name, trntype=mujoco.mjtTrn.mjTRN_JOINT)
         motor.gear[0] = gear
@@ -213,6 +230,9 @@ class MultistageReacherEnv(gym.Env):
     :param ctrl_cost_weight: weight of the control cost ``sum(a**2)``.
     :param stay_steps: counted steps per stage in the stay task.
     :param gravity_compensation: compensate gravity on the arm (MuJoCo ``gravcomp``).
+    :param joint_damping: viscous damping of every arm joint (default: the authors' Jaco model).
+    :param joint_armature: rotor inertia of every arm joint (default: the authors' Jaco model).
+    :param joint_frictionloss: dry friction of every arm joint (default: the authors' Jaco model, none).
     :param width: rendered image width.
     :param height: rendered image height.
     """
@@ -234,6 +254,9 @@ class MultistageReacherEnv(gym.Env):
         ctrl_cost_weight: float = 0.01,
         stay_steps: int = 30,
         gravity_compensation: bool = True,
+        joint_damping: float = JOINT_DAMPING,
+        joint_armature: float = JOINT_ARMATURE,
+        joint_frictionloss: float = JOINT_FRICTIONLOSS,
         width: int = 480,
         height: int = 480,
     ) -> None:
@@ -262,7 +285,18 @@ class MultistageReacherEnv(gym.Env):
         self.stay_steps = int(stay_steps)
         self.width, self.height = int(width), int(height)
 
-        self.model = build_model(gravity_compensation=gravity_compensation, render_size=(self.width, self.height))
+        if min(joint_damping, joint_armature, joint_frictionloss) < 0:
+            raise ValueError(
+                f"joint_damping, joint_armature and joint_frictionloss must be >= 0, got "
+                f"{joint_damping}, {joint_armature}, {joint_frictionloss}"
+            )
+        self.model = build_model(
+            gravity_compensation=gravity_compensation,
+            render_size=(self.width, self.height),
+            joint_damping=joint_damping,
+            joint_armature=joint_armature,
+            joint_frictionloss=joint_frictionloss,
+        )
         self.data = mujoco.MjData(self.model)
         self.dt = self.model.opt.timestep * self.frame_skip
         self.metadata = {**self.metadata, "render_fps": round(1.0 / self.dt)}
