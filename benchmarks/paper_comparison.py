@@ -94,6 +94,7 @@ def summarize(runs: list[Run], threshold: float) -> dict[str, Any]:
         timesteps = mine[0].timesteps[:k]
         mean_success = np.stack([run.success[:k].mean(axis=1) for run in mine])  # (seeds, K)
         final_per_task = np.stack([run.success[k - 1] for run in mine])  # (seeds, T)
+        final_returns = np.stack([run.returns[k - 1] for run in mine])  # (seeds, T)
         summary[algo] = {
             "seeds": len(mine),
             "timesteps": timesteps.tolist(),
@@ -102,6 +103,7 @@ def summarize(runs: list[Run], threshold: float) -> dict[str, Any]:
             "final_mean_success": float(mean_success[:, -1].mean()),
             "final_std_success": float(mean_success[:, -1].std()),
             "final_per_task": final_per_task.mean(axis=0).tolist(),
+            "final_per_task_return": final_returns.mean(axis=0).tolist(),
             "steps_to_threshold": [first_reaching(timesteps, curve, threshold) for curve in mean_success],
             "task_names": mine[0].task_names,
         }
@@ -111,15 +113,18 @@ def summarize(runs: list[Run], threshold: float) -> dict[str, Any]:
 def to_markdown(summary: dict[str, Any], threshold: float) -> str:
     algos = list(summary)
     lines = [
-        f"| algorithm | seeds | final mean success | per-task final success | env steps to reach {threshold:.0%} (per seed) |",
-        "|---|---:|---|---|---|",
+        f"| algorithm | seeds | final mean success | per-task final success | per-task final return "
+        f"| env steps to reach {threshold:.0%} (per seed) |",
+        "|---|---:|---|---|---|---|",
     ]
     for algo in algos:
         s = summary[algo]
         per_task = " / ".join(f"{v:.2f}" for v in s["final_per_task"])
+        returns = " / ".join(f"{v:.0f}" for v in s["final_per_task_return"])
         reach = ", ".join("never" if v is None else f"{v / 1e3:.0f}k" for v in s["steps_to_threshold"])
         lines.append(
-            f"| {algo} | {s['seeds']} | {s['final_mean_success']:.2f} ± {s['final_std_success']:.2f} | {per_task} | {reach} |"
+            f"| {algo} | {s['seeds']} | {s['final_mean_success']:.2f} ± {s['final_std_success']:.2f} | {per_task} "
+            f"| {returns} | {reach} |"
         )
     lines += ["", "Mean success over tasks (mean ± std over seeds) at each evaluation:", ""]
     steps = summary[algos[0]]["timesteps"]

@@ -72,15 +72,18 @@ JOINT_NAMES = tuple(f"joint_{i}" for i in range(1, 7))
 # Start pose: base joint facing +x, upper arm vertical, forearm pointing forward and 30 degrees
 # down, wrist straight. The hand starts at about (0.29, 0.06, 0.52), 0.23-0.46 from every subgoal.
 START_QPOS = np.array([0.0, np.pi, 1.5 * np.pi + np.pi / 6, 0.0, 0.0, 0.0])
-# Joints 2 and 3 keep the model's (hardware) limits; the continuous joints get +-pi around the start.
+# Joint limits: the spans of the authors' Jaco model (joint 1 +-0.8, joint 2 -1.5..+0.7, the others
+# +-0.7 rad) placed around this model's start pose, joint 1 widened to +-1.0 so that subgoals A and C
+# (0.80 and 0.77 rad from the start) lie inside. Every subgoal stays reachable (tested), and exploration
+# covers the compact workspace the paper's tasks live in instead of the whole sphere around the base.
 JOINT_RANGES = np.array(
     [
-        [-np.pi, np.pi],
-        [0.820305, 5.462881],
-        [0.331613, 5.951573],
-        [-np.pi, np.pi],
-        [-np.pi, np.pi],
-        [-np.pi, np.pi],
+        [START_QPOS[0] - 1.0, START_QPOS[0] + 1.0],
+        [START_QPOS[1] - 1.5, START_QPOS[1] + 0.7],
+        [START_QPOS[2] - 0.7, min(START_QPOS[2] + 0.7, 5.951573)],  # the hardware limit of joint 3
+        [-0.7, 0.7],
+        [-0.7, 0.7],
+        [-0.7, 0.7],
     ]
 )
 GEARS = (5.0, 10.0, 10.0, 10.0, 10.0, 10.0)
