@@ -90,7 +90,7 @@ GEARS = (5.0, 10.0, 10.0, 10.0, 10.0, 10.0)
 # Joint dynamics of the authors' Jaco model (damping 0.5, armature 0.01, no friction loss). dm-control's
 # model describes the geared hardware instead (armature 2-4, friction loss 1-2 N m): under it uniformly
 # random torques move the hand by about 0.15 over a 200-step episode and no subgoal is ever reached by
-# exploration; with the authors' values random torques sweep the hand over about 1.2 (benchmarks in
+# exploration; with the authors' values (and limits) random torques sweep the hand over 0.8-0.9 (numbers in
 # docs/environments/reacher.md).
 JOINT_DAMPING, JOINT_ARMATURE, JOINT_FRICTIONLOSS = 0.5, 0.01, 0.0
 # Pedestal under the arm base: a cylinder whose top face is the base's bottom face (z = 0), wider
