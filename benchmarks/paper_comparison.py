@@ -10,7 +10,8 @@ success) and ``sb3_qmp.plot`` draws the curves and the selection heatmap.
     python benchmarks/paper_comparison.py --env MultistageReacher-v0 --algos qmp separated dnc_reg \\
         --seeds 0 1 2 -n 1000000 --jobs 2 --logs logs/paper_reacher --out benchmarks/results/paper_reacher
 
-``--summarize-only`` re-reads an existing log folder without training.
+``--summarize-only`` re-reads an existing log folder without training; ``--final-info-key stages_completed``
+also runs every run's final model for a few episodes per task and reports that ``info`` entry.
 """
 
 from __future__ import annotations
@@ -110,6 +111,36 @@ def summarize(runs: list[Run], threshold: float) -> dict[str, Any]:
     return summary
 
 
+def final_info_stat(runs: list[Run], env_id: str, key: str, episodes: int) -> dict[str, list[list[float]]]:
+    """Per algorithm, per seed, per task: the mean of ``info[key]`` at the end of ``episodes`` episodes of
+    each task's own deterministic policy, from the run's final saved model (e.g. Reacher's
+    ``stages_completed``, which shows progress that all-or-nothing success hides)."""
+    import gymnasium as gym
+
+    import sb3_qmp  # noqa: F401  (registers the env ids)
+    from sb3_qmp.registry import get_algo
+
+    stats: dict[str, list[list[float]]] = {}
+    for run in runs:
+        model = get_algo(run.algo).load(os.path.join(run.path, f"{env_id}.zip"), device="cpu")
+        per_task = []
+        for task in range(model.num_tasks):
+            env = gym.make(env_id, task_id=task)
+            values = []
+            for episode in range(episodes):
+                obs, _ = env.reset(seed=10_000 + episode)
+                done = False
+                while not done:
+                    action, _ = model.predict(obs[None], deterministic=True)
+                    obs, _, terminated, truncated, info = env.step(action[0])
+                    done = terminated or truncated
+                values.append(float(info[key]))
+            env.close()
+            per_task.append(float(np.mean(values)))
+        stats.setdefault(run.algo, []).append(per_task)
+    return stats
+
+
 def to_markdown(summary: dict[str, Any], threshold: float) -> str:
     algos = list(summary)
     lines = [
@@ -126,6 +157,14 @@ def to_markdown(summary: dict[str, Any], threshold: float) -> str:
             f"| {algo} | {s['seeds']} | {s['final_mean_success']:.2f} ± {s['final_std_success']:.2f} | {per_task} "
             f"| {returns} | {reach} |"
         )
+    info_key = next((s.get("final_info_key") for s in summary.values() if s.get("final_info_key")), None)
+    if info_key:
+        lines += ["", f"`{info_key}` at the end of the final models' episodes (mean per task; per seed in brackets):", ""]
+        lines += [f"| algorithm | {info_key} per task |", "|---|---|"]
+        for algo in algos:
+            per_seed = np.array(summary[algo]["final_info"])
+            cells = " / ".join(f"{column.mean():.2f} [{', '.join(f'{v:.1f}' for v in column)}]" for column in per_seed.T)
+            lines.append(f"| {algo} | {cells} |")
     lines += ["", "Mean success over tasks (mean ± std over seeds) at each evaluation:", ""]
     steps = summary[algos[0]]["timesteps"]
     lines.append("| env steps | " + " | ".join(algos) + " |")
@@ -151,6 +190,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--logs", type=Path, default=Path("logs/paper_comparison"), help="rl-zoo3 log folder")
     parser.add_argument("--out", type=Path, default=None, help="write summary JSON, markdown and PNGs here")
     parser.add_argument("--summarize-only", action="store_true", help="do not train; read --logs")
+    parser.add_argument("--final-info-key", default=None, help="also report this info key of the final models' episodes")
+    parser.add_argument("--final-episodes", type=int, default=5, help="episodes per task for --final-info-key")
     args = parser.parse_args(argv)
 
     seconds = {} if args.summarize_only else run_all(args)
@@ -158,8 +199,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if not runs:
         raise SystemExit(f"No per-task evaluations of {args.algos} on {args.env} under {args.logs}.")
     summary = summarize(runs, args.threshold)
+    if args.final_info_key:
+        for algo, per_seed in final_info_stat(runs, args.env, args.final_info_key, args.final_episodes).items():
+            summary[algo].update(final_info_key=args.final_info_key, final_info=per_seed)
     table = to_markdown(summary, args.threshold)
     print(table)
+    previous = args.out / "summary.json" if args.out is not None else None
+    if args.summarize_only and previous is not None and previous.is_file():
+        seconds = json.loads(previous.read_text()).get("seconds", {})  # keep the training runs' wall times
     result = {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "seconds": seconds}
     result["summary"] = summary
     if args.out is not None:

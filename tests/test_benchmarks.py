@@ -92,3 +92,19 @@ def test_paper_comparison_summarizes_seeds(tmp_path: pathlib.Path) -> None:
     files = {p.name for p in (tmp_path / "out").iterdir()}
     assert {"summary.json", "summary.md", "MultiGoalPoint-v0_success.png"} <= files
     assert "| qmp | 2 | 1.00 ± 0.00 |" in (tmp_path / "out" / "summary.md").read_text()
+
+
+def test_paper_comparison_reports_an_info_key_of_the_final_models(tmp_path: pathlib.Path) -> None:
+    from sb3_qmp import QMP, make_multitask_vec_env
+
+    comparison = load_script("paper_comparison")
+    logs = tmp_path / "logs"
+    _write_run(logs, "qmp", 1, [[0.0, 0.5], [1.0, 1.0]])
+    model = QMP(make_multitask_vec_env("MultiGoalPoint-v0", seed=0), learning_starts=20, batch_size=8, seed=0)
+    model.learn(40)
+    model.save(logs / "qmp" / "MultiGoalPoint-v0_1" / "MultiGoalPoint-v0.zip")
+    argv = ["--env", "MultiGoalPoint-v0", "--algos", "qmp", "--logs", str(logs), "--summarize-only"]
+    result = comparison.main([*argv, "--final-info-key", "task_id", "--final-episodes", "2"])
+    # Each task's own policy ran in an env of that task: the info key read back is the task index.
+    assert result["summary"]["qmp"]["final_info"] == [[0.0, 1.0, 2.0, 3.0]]
+    assert result["summary"]["qmp"]["final_info_key"] == "task_id"
