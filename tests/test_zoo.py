@@ -454,18 +454,24 @@ def test_optimize_shared_study_resumes(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_optimize_with_journal_file_storage(tmp_path: Path) -> None:
-    """``--storage <file>.log``: Optuna's journal file (shareable where SQLite locking is not)."""
+    """``--storage <file>.log``: Optuna's journal file, shared by two concurrent workers (the way to spread
+    a study over processes or machines where SQLite locking is not enough)."""
     journal = tmp_path / "study.log"
     args = ["--algo", "qmp", "--env", ENV, "-f", str(tmp_path / "logs"), "-optimize", "--n-trials", "2"]
     args += ["--storage", str(journal), "--study-name", "j", "--sampler", "random", "--pruner", "none"]
     args += ["--n-evaluations", "1", "--eval-episodes", "4", "--no-optim-plots", *SMOKE, NORMALIZE_REWARD]
     # SB3 gives each trial's logger a folder under TMPDIR: nothing may be written there.
     (tmp_path / "tmp").mkdir()
-    proc = run(["-m", "rl_zoo3.train", *args], tmp_path, extra_env={"TMPDIR": str(tmp_path / "tmp")})
-    assert "PerTaskEvalCallback is left out of -optimize trials" in proc.stdout
+    # Two workers at the same time on one study (what several processes or machines sharing a file do).
+    jobs = {f"worker{i}": [py("-m", "rl_zoo3.train", *args, "-f", str(tmp_path / f"logs{i}"))] for i in range(2)}
+    results = run_jobs(jobs, tmp_path, extra_env={"TMPDIR": str(tmp_path / "tmp")})
+    for name, job in results.items():
+        assert job.ok, f"{name} failed:\n{job.output[-3000:]}"
+        assert "PerTaskEvalCallback is left out of -optimize trials" in job.output
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
     trials = optuna.load_study(study_name="j", storage=storage).trials
-    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 2, proc.stdout[-3000:]
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 4
+    assert len({t.number for t in trials}) == 4, "the workers' trials are distinct trials of one study"
     assert not list(tmp_path.rglob("evaluations_per_task.*")), "no per-task evaluation files during -optimize"
 
 
