@@ -63,11 +63,10 @@ def run_all(args: argparse.Namespace) -> dict[str, float]:
     while pending or running:
         while pending and len(running) < args.jobs:
             algo, seed = pending.pop(0)
-            log = open(args.logs / f"{algo}_seed{seed}.out", "w")  # noqa: SIM115  (the child keeps it open)
-            running[(algo, seed)] = (
-                subprocess.Popen(train_command(args, algo, seed), stdout=log, stderr=subprocess.STDOUT, env=env),
-                time.perf_counter(),
-            )
+            # The child gets its own copy of the file handle: ours can close at once.
+            with open(args.logs / f"{algo}_seed{seed}.out", "w") as log:
+                proc = subprocess.Popen(train_command(args, algo, seed), stdout=log, stderr=subprocess.STDOUT, env=env)
+            running[(algo, seed)] = (proc, time.perf_counter())
         time.sleep(1.0)
         for key, (proc, start) in list(running.items()):
             if proc.poll() is None:

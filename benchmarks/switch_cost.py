@@ -12,7 +12,6 @@ own collector's single actor pass. One sub-env per task, as in ``throughput.py``
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from typing import Any
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 import torch as th
+from report import report  # benchmarks/report.py (the script's folder is on sys.path)
 
 from sb3_qmp import QMP, MultiTaskSAC, make_multitask_vec_env
 
@@ -92,11 +92,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--output", type=Path, default=None, help="write the result as JSON here")
     args = parser.parse_args(argv)
     result = run(args)
-    print(f"env={args.env} T={result['settings']['num_tasks']} net={args.net_arch} cores={os.cpu_count()}")
-    print(to_markdown(result))
-    if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(result, indent=2, default=str))
+    header = f"env={args.env} T={result['settings']['num_tasks']} net={args.net_arch} cores={os.cpu_count()}"
+    report(result, header, to_markdown(result), args.output)
     return result
 
 

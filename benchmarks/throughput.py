@@ -11,7 +11,6 @@ env steps of each task, after ``learning_starts`` random steps per task).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -23,6 +22,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 import gymnasium as gym
 import torch as th
+from report import report  # benchmarks/report.py (the script's folder is on sys.path)
 from stable_baselines3 import SAC
 
 import sb3_qmp  # noqa: F401  (registers the env ids)
@@ -125,15 +125,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--output", type=Path, default=None, help="write the result as JSON here")
     args = parser.parse_args(argv)
     result = run(args)
-    print(
+    header = (
         f"env={args.env} T={result['settings']['num_tasks']} steps/task={args.steps_per_task} batch={args.batch_size} "
         f"train_freq={args.train_freq} gradient_steps={args.gradient_steps} net={args.net_arch} "
         f"cores={os.cpu_count()} torch_threads={args.threads}"
     )
-    print(to_markdown(result))
-    if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(result, indent=2, default=str))
+    report(result, header, to_markdown(result), args.output)
     return result
 
 
