@@ -110,3 +110,12 @@ def test_paper_comparison_reports_an_info_key_of_the_final_models(tmp_path: path
     # Each task's own policy ran in an env of that task: the info key read back is the task index.
     assert result["summary"]["qmp"]["final_info"] == [[0.0, 1.0, 2.0, 3.0]]
     assert result["summary"]["qmp"]["final_info_key"] == "task_id"
+
+
+def test_paper_comparison_without_runs_is_a_clear_error(tmp_path: pathlib.Path) -> None:
+    comparison = load_script("paper_comparison")
+    (tmp_path / "logs").mkdir()
+    with pytest.raises(SystemExit, match=r"No per-task evaluations of \['qmp'\] on MultiGoalPoint-v0"):
+        comparison.main(["--env", "MultiGoalPoint-v0", "--algos", "qmp", "--logs", str(tmp_path / "logs"), "--summarize-only"])
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        comparison.main(["--env", "MultiGoalPoint-v0", "--logs", str(tmp_path / "nowhere"), "--summarize-only"])
