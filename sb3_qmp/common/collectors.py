@@ -19,9 +19,18 @@ each decision picks the row's own policy with that probability) and a *mixture w
 (``warmup_steps``: every row acts with its own policy until the model has taken that many env
 steps; the paper's "mixture warmup period"). ``k=1, own_prob=0, warmup_steps=0`` is the
 paper's per-step mixture.
+
+``select(..., deterministic=True)`` is the collector's *deterministic* behaviour, used to evaluate
+the mixture as the authors did: every policy acts with its mean action (so the Q-switch scores the
+policies' means whatever ``score`` says, and the winner's mean is executed), while the choice itself
+follows the collector's rules (Q-switch argmax, commitment, switch margin, own-policy probability;
+Uniform and Domain still draw the policy). Evaluation runs on :meth:`Collector.evaluation_copy`, a
+copy with its own commitment state, statistics and random generator, so it never disturbs collection.
 """
 
 from __future__ import annotations
+
+import copy
 
 from typing import Any, ClassVar
 
@@ -66,6 +75,9 @@ class Collector:
         # Finished commitment windows: total length and count per task.
         self.window_len_sum = np.zeros(num_tasks, dtype=np.float64)
         self.window_count = np.zeros(num_tasks, dtype=np.int64)
+        # Random choices (own_prob, uniform/fixed draws) use torch's global RNG unless seeded (evaluation copies).
+        self._seed: int | None = None
+        self._generators: dict[str, th.Generator] = {}
 
     # -- state ---------------------------------------------------------------------------------
     def reset_state(self, n_envs: int) -> None:
@@ -91,6 +103,32 @@ class Collector:
         self._close_windows(rows)
         self._steps_left[rows] = 0
 
+    def evaluation_copy(self, seed: int | None = None) -> Collector:
+        """A copy with the same settings for evaluating the mixture: fresh commitments and statistics, and
+        its own random generator (seeded with ``seed``; ``None``: fresh entropy), so that using it changes
+        neither this collector's state nor torch's global random stream.
+
+        :param seed: seed of the copy's random choices.
+        """
+        clone = copy.deepcopy(self)  # __getstate__ drops the live commitments
+        clone._choice = None
+        clone.window_len_sum = np.zeros_like(self.window_len_sum)
+        clone.window_count = np.zeros_like(self.window_count)
+        clone._seed = int(np.random.default_rng(seed).integers(2**62))
+        clone._generators = {}
+        return clone
+
+    def _generator(self, device: th.device) -> th.Generator | None:
+        """This collector's generator on ``device`` (``None``: torch's global RNG)."""
+        if self._seed is None:
+            return None
+        generator = self._generators.get(str(device))
+        if generator is None:
+            generator = th.Generator(device=device)
+            generator.manual_seed(self._seed)
+            self._generators[str(device)] = generator
+        return generator
+
     def mean_commitment(self) -> np.ndarray:
         """Mean length of finished commitment windows per task (``nan`` where none finished)."""
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -105,12 +143,16 @@ class Collector:
         """Rows that should drop their commitment before it runs out (``None``: none)."""
         return None
 
-    def select(self, policy: Any, features: th.Tensor, tasks: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+    def select(
+        self, policy: Any, features: th.Tensor, tasks: th.Tensor, deterministic: bool = False
+    ) -> tuple[th.Tensor, th.Tensor]:
         """Actions in ``[-1, 1]`` ``(N, A)`` for every row and the index of the policy that produced each.
 
         :param policy: the multi-task policy (``policy.actor`` / ``policy.critic`` are used).
         :param features: network input ``(N, D)``.
         :param tasks: task of every row ``(N,)``.
+        :param deterministic: every policy acts with its mean action: proposals are scored and executed
+            as means (the authors' evaluation of the mixture); ``False`` executes the chosen policy's sample.
         """
         n = features.shape[0]
         if self._choice is None or self._choice.shape[0] != n:
@@ -120,7 +162,7 @@ class Collector:
         # own_prob=1 always picks the own policy: no proposals and no critic are needed at all.
         needs_proposals = self.needs_proposals and self.own_prob < 1.0
         if self.commit_steps == 1:
-            proposals = policy.actor.propose(features) if needs_proposals else None
+            proposals = self._propose(policy, features, deterministic) if needs_proposals else None
             # The paper's per-step mixture: every row decides every step (windows of length 1).
             chosen, _ = self._decide_with_own_prob(policy, features, tasks, proposals)
             per_task = np.bincount(tasks.cpu().numpy(), minlength=self.num_tasks)
@@ -130,7 +172,7 @@ class Collector:
             decide = self._steps_left <= 0
             # Between decisions the committed policies just act: no proposals, no critic (k x cheaper).
             needed = needs_proposals and (self.scores_every_step or bool(decide.any()))
-            proposals = policy.actor.propose(features) if needed else None
+            proposals = self._propose(policy, features, deterministic) if needed else None
             early = self._switch_early(policy, features, tasks, proposals)
             if early is not None:
                 # A window that own_prob gave to the own policy is kept: own_prob acts per decision.
@@ -148,8 +190,14 @@ class Collector:
         if proposals is not None:
             actions = proposals[1][chosen, th.arange(n, device=features.device)]
         else:
-            actions = policy.actor.task_actions(features, chosen)
+            actions = policy.actor.task_actions(features, chosen, deterministic)
         return actions, chosen
+
+    @staticmethod
+    def _propose(policy: Any, features: th.Tensor, deterministic: bool) -> tuple[th.Tensor, th.Tensor]:
+        """Every policy's ``(mean, sampled)`` proposals; a deterministic policy's sample is its mean."""
+        means, sampled = policy.actor.propose(features)
+        return (means, means) if deterministic else (means, sampled)
 
     def _decide_with_own_prob(
         self, policy: Any, features: th.Tensor, tasks: th.Tensor, proposals: Any
@@ -160,13 +208,14 @@ class Collector:
         choice = self._decide(policy, features, tasks, proposals)
         if self.own_prob == 0.0:
             return choice, th.zeros_like(tasks, dtype=th.bool)
-        own = th.rand(tasks.shape[0], device=tasks.device) < self.own_prob
+        own = th.rand(tasks.shape[0], device=tasks.device, generator=self._generator(tasks.device)) < self.own_prob
         return th.where(own, tasks, choice), own
 
     # -- (de)serialisation ---------------------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_choice"] = None  # per-row commitments are tied to the live env
+        state["_generators"] = {}  # rebuilt from _seed when needed
         return state
 
 
@@ -178,8 +227,10 @@ class OwnPolicyCollector(Collector):
     def __init__(self, num_tasks: int) -> None:
         super().__init__(num_tasks)
 
-    def select(self, policy: Any, features: th.Tensor, tasks: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
-        return policy.actor.task_actions(features, tasks), tasks
+    def select(
+        self, policy: Any, features: th.Tensor, tasks: th.Tensor, deterministic: bool = False
+    ) -> tuple[th.Tensor, th.Tensor]:
+        return policy.actor.task_actions(features, tasks, deterministic), tasks
 
     def _decide(self, policy: Any, features: th.Tensor, tasks: th.Tensor, proposals: Any) -> th.Tensor:
         return tasks
@@ -252,7 +303,7 @@ class UniformCollector(Collector):
     name = "uniform"
 
     def _decide(self, policy: Any, features: th.Tensor, tasks: th.Tensor, proposals: Any) -> th.Tensor:
-        return th.randint(self.num_tasks, tasks.shape, device=tasks.device)
+        return th.randint(self.num_tasks, tasks.shape, device=tasks.device, generator=self._generator(tasks.device))
 
 
 def check_mixture_matrix(matrix: Any, num_tasks: int) -> np.ndarray:
@@ -302,7 +353,8 @@ class FixedMixtureCollector(Collector):
         self._probs = th.as_tensor(self.matrix, dtype=th.float32)
 
     def _decide(self, policy: Any, features: th.Tensor, tasks: th.Tensor, proposals: Any) -> th.Tensor:
-        return th.multinomial(self._probs.to(tasks.device)[tasks], 1).squeeze(1)
+        probs = self._probs.to(tasks.device)[tasks]
+        return th.multinomial(probs, 1, generator=self._generator(tasks.device)).squeeze(1)
 
 
 COLLECTORS: dict[str, type[Collector]] = {

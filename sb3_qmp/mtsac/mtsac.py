@@ -25,6 +25,7 @@ from torch.nn import functional as F
 from sb3_qmp.common.buffers import MultiTaskReplayBuffer
 from sb3_qmp.common.collectors import Collector, make_collector
 from sb3_qmp.common.vec_env import get_num_tasks, make_multitask_vec_env, tasks_without_env
+from sb3_qmp.mtsac.mixture_policy import MixturePolicy, check_behaviour
 from sb3_qmp.mtsac.policies import MlpPolicy, MultiTaskActor, MultiTaskCritic, MultiTaskSACPolicy
 
 SelfMultiTaskSAC = TypeVar("SelfMultiTaskSAC", bound="MultiTaskSAC")
@@ -41,6 +42,10 @@ class MultiTaskSAC(OffPolicyAlgorithm):
 
     The env must be a multi-task env (see :func:`sb3_qmp.make_multitask_vec_env`): observations
     end with a one-hot task id, which routes every row to its task.
+
+    ``predict`` acts with each task's own policy (what SB3's evaluation calls). Models that collect
+    with a mixture (``has_mixture``) can also act with it: ``predict(obs, behaviour="mixture")``, or
+    ``mixture_policy()`` for a policy object that ``evaluate_policy`` takes.
 
     :param policy: the policy (``"MlpPolicy"`` or a :class:`MultiTaskSACPolicy` subclass). An env
         may be passed here directly (``QMP(env)``), meaning ``"MlpPolicy"``.
@@ -221,7 +226,11 @@ class MultiTaskSAC(OffPolicyAlgorithm):
 
     def _reset_task_stats(self) -> None:
         self.task_ep_rew_buffer: list[deque[float]] = [deque(maxlen=self._stats_window_size) for _ in range(self.num_tasks)]
+        # Strict success (info["is_success"] at the episode's end) and the paper's any-step success.
         self.task_success_buffer: list[deque[float]] = [deque(maxlen=self._stats_window_size) for _ in range(self.num_tasks)]
+        self.task_success_any_step_buffer: list[deque[float]] = [
+            deque(maxlen=self._stats_window_size) for _ in range(self.num_tasks)
+        ]
 
     def set_env(self, env: GymEnv, force_reset: bool = True) -> None:
         env_tasks = get_num_tasks(env)
@@ -321,6 +330,57 @@ class MultiTaskSAC(OffPolicyAlgorithm):
             success = info.get("is_success", info.get("success"))
             if success is not None:
                 self.task_success_buffer[task].append(float(success))
+            # The authors' metric: the success flag was set at some step; envs without it: the strict one.
+            any_step = info.get("success_any_step", success)
+            if any_step is not None:
+                self.task_success_any_step_buffer[task].append(float(any_step))
+
+    # ------------------------------------------------------------------------------------------
+    # Acting: own policies (predict) or the mixture
+    # ------------------------------------------------------------------------------------------
+    @property
+    def has_mixture(self) -> bool:
+        """Whether this model collects with a mixture of policies (QMP, QMP multi-head, QMP-Uniform,
+        QMP-Domain, or MultiTaskSAC with such a collector), which ``behaviour="mixture"`` evaluates."""
+        return self.collector_name != "own"
+
+    def mixture_policy(self, seed: int | None = None) -> MixturePolicy:
+        """The data-collection mixture as a policy with SB3's ``predict`` (for ``evaluate_policy``).
+
+        It has its own commitment state and random generator: using it never changes collection. With
+        ``deterministic=True`` every policy acts with its mean action (the authors' evaluation of QMP).
+        See :class:`~sb3_qmp.mtsac.mixture_policy.MixturePolicy`.
+
+        :param seed: seed of its random choices (``own_prob``, Uniform and Domain draws).
+        :raises ValueError: if the model has no mixture (``has_mixture`` is False).
+        """
+        return MixturePolicy(self, seed=seed)
+
+    def predict(  # type: ignore[override]
+        self,
+        observation: np.ndarray | dict[str, np.ndarray],
+        state: tuple[np.ndarray, ...] | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+        behaviour: str = "own",
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
+        """Actions for observations with a one-hot task suffix, as SB3's ``predict``.
+
+        :param observation: one observation or a batch (with the one-hot task suffix).
+        :param state: unused (no recurrent state).
+        :param episode_start: rows that start an episode (ends their mixture commitments).
+        :param deterministic: mean actions (the paper's evaluation) instead of samples.
+        :param behaviour: ``"own"`` (default): each row acts with its task's own policy; ``"mixture"``: the
+            collection mixture (task i's critic picks among all policies' actions for QMP; see
+            :meth:`mixture_policy`, whose state this method keeps between calls).
+        :return: the actions and ``state``.
+        """
+        if check_behaviour(behaviour) == "own":
+            return super().predict(observation, state, episode_start, deterministic)
+        view: MixturePolicy | None = getattr(self, "_mixture_view", None)
+        if view is None:
+            view = self._mixture_view = self.mixture_policy(seed=self.seed)
+        return view.predict(observation, state, episode_start, deterministic)
 
     def selection_matrix(self, normalize: bool = True) -> np.ndarray:
         """T x T matrix: row i, column j = how often policy j acted while collecting for task i
@@ -338,6 +398,9 @@ class MultiTaskSAC(OffPolicyAlgorithm):
                 self.logger.record(f"rollout/task_{task}/ep_rew_mean", safe_mean(self.task_ep_rew_buffer[task]))
             if self.task_success_buffer[task]:
                 self.logger.record(f"rollout/task_{task}/success_rate", safe_mean(self.task_success_buffer[task]))
+            if self.task_success_any_step_buffer[task]:
+                any_step = safe_mean(self.task_success_any_step_buffer[task])
+                self.logger.record(f"rollout/task_{task}/success_any_step_rate", any_step)
         if self.selection_counts is not None and self.selection_counts.sum() > 0:
             matrix = self.selection_matrix()
             own = np.diag(matrix)
@@ -457,6 +520,8 @@ class MultiTaskSAC(OffPolicyAlgorithm):
             "collector",
             "task_ep_rew_buffer",
             "task_success_buffer",
+            "task_success_any_step_buffer",
+            "_mixture_view",
         ]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
