@@ -41,7 +41,7 @@ def test_logs_every_task_and_writes_file(tmp_path: Path) -> None:
     assert data["selection_counts"][-1].sum() == model.selection_counts.sum() > 0
 
     csv_rows = (tmp_path / "eval" / EVAL_CSV).read_text().strip().splitlines()
-    assert len(csv_rows) == 1 + 3 * 4
+    assert len(csv_rows) == 1 + 3 * 4 * 2, "one row per evaluation, task and mode (QMP: own and mixture)"
     progress = (tmp_path / "log" / "progress.csv").read_text().splitlines()[0].split(",")
     for task in range(4):
         assert f"eval_tasks/task_{task}/success_rate" in progress and f"eval_tasks/task_{task}/mean_reward" in progress

@@ -1,4 +1,5 @@
-"""Per-task evaluation of multi-task agents (each task's own policy, deterministic by default)."""
+"""Per-task evaluation of multi-task agents during training: each task's own policy and, for the
+algorithms that collect with one, the mixture (see :mod:`sb3_qmp.common.evaluation`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import os
 import re
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from copy import deepcopy
 from typing import Any
 
@@ -17,12 +18,21 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import HumanOutputFormat, Logger
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize, unwrap_vec_normalize
 
+from sb3_qmp.common.evaluation import MODE_PREFIX, check_eval_modes, episode_outcome, resolve_eval_modes
 from sb3_qmp.common.vec_env import get_num_tasks, make_multitask_vec_env, task_assignment_wrappers
 
 EVAL_FILE = "evaluations_per_task.npz"
 EVAL_CSV = "evaluations_per_task.csv"
+# Per-episode results of one mode, ``(T, n_eval_episodes)`` each; the mixture's carry the "mixture_" prefix.
+EPISODE_RESULTS: tuple[str, ...] = ("returns", "successes", "successes_any_step", "lengths", "stages_completed")
 # The folder SB3's ``configure()`` invents when given none (``<tmp>/SB3-<date-time>``).
 _SB3_TEMP_DIR = re.compile(r"^SB3-\d{4}(-\d{2}){5}-\d{6}$")
+
+
+def _nanmean(values: np.ndarray) -> float:
+    """Mean over the reported values (``nan`` if none, without numpy's empty-slice warning)."""
+    reported = values[~np.isnan(values)]
+    return float(reported.mean()) if reported.size else float("nan")
 
 
 def chosen_log_dir(logger: Logger | None) -> str | None:
@@ -46,19 +56,44 @@ def chosen_log_dir(logger: Logger | None) -> str | None:
 
 
 class PerTaskEvalCallback(BaseCallback):
-    """Evaluate every task's policy on its own task, every ``eval_freq`` env steps.
+    """Evaluate every task on its own, every ``eval_freq`` env steps, in one or two evaluation modes.
 
-    ``model.predict`` routes each observation to its task's policy through the one-hot suffix, so
-    this evaluates *each task's own policy* (never the collection mixture). Each evaluation runs
-    ``n_eval_episodes`` episodes **per task** and records, per task and averaged over tasks:
+    * ``"own"``: each task's own policy (``model.predict``, which routes each observation to its task's
+      policy through the one-hot suffix). Every model.
+    * ``"mixture"``: the algorithm's collection mixture, deterministic (``model.mixture_policy()``: for
+      QMP task i's critic scores every policy's mean action and the winner's mean is executed, with the
+      model's ``critic_reduce`` and commitment settings; Uniform/Domain draw the policy and execute its
+      mean). Models with a mixture only (``model.has_mixture``: QMP, QMP multi-head, QMP-Uniform,
+      QMP-Domain). It runs on its own copy of the collector: evaluating never changes collection.
 
-    * to the SB3 logger (stdout, tensorboard, csv): ``<prefix>/task_<i>/success_rate``,
-      ``<prefix>/task_<i>/mean_reward``, ``<prefix>/success_rate``, ``<prefix>/mean_reward``;
-    * in memory (``timesteps``, ``returns``, ``successes``, ``lengths``, ``selection_counts`` lists);
-    * to ``log_path/evaluations_per_task.npz`` (read by ``python -m sb3_qmp.plot``): ``timesteps (K,)``,
-      ``returns``, ``successes``, ``lengths`` ``(K, T, n_eval_episodes)``, ``task_names (T,)`` and,
-      for models with a mixture statistic, ``selection_counts (K, T, T)``; and a readable csv
-      ``evaluations_per_task.csv`` (one row per evaluation and task).
+    ``eval_modes="auto"`` runs both for models with a mixture and ``"own"`` for the rest. Both modes run
+    the same episodes: same env rows and the same start states (the env is re-seeded per evaluation round
+    from ``seed``).
+
+    Which numbers match the paper: the authors' code counts an episode as a success if the env's success
+    flag was set at *any* step (``success_any_step``; the strict ``success`` is the env's ``is_success``
+    at the last step) and its default evaluation key runs the *mixture*; it logs the own policies as a
+    second key, and the paper does not say which one it plots. The own-policy strict numbers stay the
+    main keys (as before). Each evaluation runs ``n_eval_episodes`` episodes **per task** and mode and
+    records, per task and averaged over tasks:
+
+    * to the SB3 logger (stdout, tensorboard, csv): own policies ``<prefix>/task_<i>/success_rate``
+      (strict), ``<prefix>/task_<i>/success_any_step_rate``, ``<prefix>/task_<i>/mean_reward``,
+      ``<prefix>/task_<i>/stages_completed`` (if the env reports it) and their means
+      ``<prefix>/success_rate``, ``<prefix>/success_any_step_rate``, ``<prefix>/mean_reward``; the
+      mixture the same under ``<prefix>/mixture/`` (per-task keys other than the own policies'
+      ``success_rate``/``mean_reward`` skip stdout);
+    * in memory: ``timesteps``, ``selection_counts`` and ``history[name]`` (a list per npz name below;
+      ``returns``, ``successes``, ``lengths`` are also attributes);
+    * to ``log_path/evaluations_per_task.npz`` (read by ``python -m sb3_qmp.plot``): ``timesteps (K,)``;
+      own policies ``returns``, ``successes`` (strict), ``successes_any_step``, ``lengths`` and, if the
+      env reports it, ``stages_completed``, each ``(K, T, n_eval_episodes)``; the mixture's
+      ``mixture_returns``, ``mixture_successes``, ``mixture_successes_any_step``, ``mixture_lengths``,
+      ``mixture_stages_completed`` (same shapes); ``eval_modes`` (the modes run, e.g. ``["own",
+      "mixture"]``), ``task_names (T,)`` and, for models with a selection statistic, ``selection_counts
+      (K, T, T)``; and a readable csv ``evaluations_per_task.csv`` (one row per evaluation, mode and task:
+      ``timesteps, mode, task, task_name, success_rate, success_any_step_rate, mean_reward, mean_length,
+      stages_completed``).
 
     If the training env is wrapped in ``VecNormalize`` with ``norm_obs``, the eval env is wrapped in a
     ``VecNormalize(training=False, norm_reward=False)`` whose observation statistics are copied from
@@ -83,11 +118,15 @@ class PerTaskEvalCallback(BaseCallback):
     :param log_path: folder of the npz/csv files. ``None``: the logger's folder if the user chose
         one (``tensorboard_log``, ``set_logger(configure(folder, ...))``, ``SB3_LOGDIR``, any file
         output; see :func:`chosen_log_dir`), else results stay in memory only (with a warning).
-    :param deterministic: deterministic actions (the paper's evaluation).
+    :param deterministic: deterministic actions (the paper's evaluation; the mixture executes the chosen
+        policy's mean action).
     :param log_prefix: logger key prefix (``eval`` is left to SB3's ``EvalCallback``).
     :param eval_at_end: also evaluate when training ends (if the last evaluation is older).
     :param env_kwargs: keyword arguments for ``gym.make`` when the callback builds the env.
-    :param seed: seed of the evaluation env it builds.
+    :param seed: seed of the evaluation env it builds, of every evaluation's start states (the same in
+        every mode) and of the mixture's random choices (``None``: fresh entropy).
+    :param eval_modes: ``"auto"`` (own, plus the mixture for models that have one) or a sequence such as
+        ``("own",)`` or ``("own", "mixture")`` (asking a model without a mixture for it is an error).
     :param verbose: 1 prints a summary line per evaluation.
     """
 
@@ -102,11 +141,14 @@ class PerTaskEvalCallback(BaseCallback):
         eval_at_end: bool = True,
         env_kwargs: dict[str, Any] | None = None,
         seed: int | None = 0,
+        eval_modes: str | Sequence[str] = "auto",
         verbose: int = 1,
     ) -> None:
         super().__init__(verbose)
         if n_eval_episodes < 1:
             raise ValueError(f"n_eval_episodes (per task) must be >= 1, got {n_eval_episodes}.")
+        self._eval_modes_arg = check_eval_modes(eval_modes)
+        self.eval_modes: tuple[str, ...] = ()  # resolved for the model in init_callback
         if env_kwargs and not (eval_env is None or isinstance(eval_env, str)):
             raise ValueError("env_kwargs only applies when the callback builds the env (eval_env=None or an env id).")
         self._eval_env_arg = eval_env
@@ -123,10 +165,25 @@ class PerTaskEvalCallback(BaseCallback):
         self.task_names: list[str] = []
         self._last_eval_step = 0
         self.timesteps: list[int] = []
-        self.returns: list[np.ndarray] = []
-        self.successes: list[np.ndarray] = []
-        self.lengths: list[np.ndarray] = []
+        # Per-episode results of every evaluation, by npz name (see EPISODE_RESULTS and MODE_PREFIX).
+        self.history: dict[str, list[np.ndarray]] = {}
         self.selection_counts: list[np.ndarray] = []
+        self._seeds = np.random.default_rng(seed)
+
+    @property
+    def returns(self) -> list[np.ndarray]:
+        """Own-policy returns of every evaluation, ``(T, n_eval_episodes)`` each."""
+        return self.history.setdefault("returns", [])
+
+    @property
+    def successes(self) -> list[np.ndarray]:
+        """Own-policy strict successes (``info["is_success"]`` at the episode's end) of every evaluation."""
+        return self.history.setdefault("successes", [])
+
+    @property
+    def lengths(self) -> list[np.ndarray]:
+        """Own-policy episode lengths of every evaluation."""
+        return self.history.setdefault("lengths", [])
 
     # -- set-up --------------------------------------------------------------------------------
     def _build_env(self, env_id: str | Callable[[], gym.Env]) -> VecEnv:
@@ -166,6 +223,7 @@ class PerTaskEvalCallback(BaseCallback):
         model_tasks = getattr(self.model, "num_tasks", None)
         if model_tasks not in (None, 0, self.num_tasks):
             raise ValueError(f"The eval env has {self.num_tasks} tasks but the model has {model_tasks}.")
+        self.eval_modes = resolve_eval_modes(self.model, self._eval_modes_arg)
         names = self.eval_env.get_attr("task_names", indices=[0])[0] if self._has_attr("task_names") else None
         self.task_names = list(names) if names else [f"task_{i}" for i in range(self.num_tasks)]
         self._match_normalization()
@@ -209,7 +267,12 @@ class PerTaskEvalCallback(BaseCallback):
 
     # -- evaluation ----------------------------------------------------------------------------
     def evaluate(self) -> dict[str, np.ndarray]:
-        """Run ``n_eval_episodes`` episodes of every task; return ``returns``/``successes``/``lengths`` ``(T, n)``."""
+        """Run ``n_eval_episodes`` episodes of every task in every mode of ``eval_modes``.
+
+        :return: ``(T, n_eval_episodes)`` arrays named as in the npz file: ``returns``, ``successes``,
+            ``successes_any_step``, ``lengths`` (own policies; ``stages_completed`` if the env reports it)
+            and the same names prefixed with ``mixture_`` when the mixture is evaluated.
+        """
         assert self.eval_env is not None, "call model.learn(callback=...) (or init_callback) first"
         self._sync_normalization()
         # A TaskAssignmentWrapper in the eval env (rl-zoo3's vec_env_wrapper) would reassign the tasks this
@@ -218,31 +281,46 @@ class PerTaskEvalCallback(BaseCallback):
         for wrapper in assigners:
             wrapper.assign = False
         try:
-            return self._evaluate()
+            # One seed per round of tasks, shared by the modes: both see the same start states.
+            n_rounds = -(-self.num_tasks // self.eval_env.num_envs)
+            round_seeds = self._seeds.integers(2**31 - 2**20, size=n_rounds).tolist()
+            result: dict[str, np.ndarray] = {}
+            for mode in self.eval_modes:
+                episodes = self._evaluate(mode, round_seeds)
+                result.update({MODE_PREFIX[mode] + name: values for name, values in episodes.items()})
+            return result
         finally:
             for wrapper in assigners:
                 wrapper.assign = True
 
-    def _evaluate(self) -> dict[str, np.ndarray]:
+    def _evaluate(self, mode: str, round_seeds: list[int]) -> dict[str, np.ndarray]:
+        """The episodes of one mode, unprefixed names; ``stages_completed`` only if the env reports it."""
         env = self.eval_env
         assert env is not None
         n_rows, n_eps = env.num_envs, self.n_eval_episodes
+        view = self.model.mixture_policy(seed=round_seeds[0]) if mode == "mixture" else None  # type: ignore[attr-defined]
         returns = np.zeros((self.num_tasks, n_eps))
-        successes = np.zeros((self.num_tasks, n_eps))
+        outcomes = np.full((3, self.num_tasks, n_eps), np.nan)  # strict, any-step, stages
         lengths = np.zeros((self.num_tasks, n_eps), dtype=np.int64)
-        for first in range(0, self.num_tasks, n_rows):
+        for first, round_seed in zip(range(0, self.num_tasks, n_rows), round_seeds):
             # One round: row r evaluates task first + r (rows beyond the last task run but are ignored).
             row_tasks = [(first + r) % self.num_tasks for r in range(n_rows)]
             active = np.array([first + r < self.num_tasks for r in range(n_rows)])
             for row, task in enumerate(row_tasks):
                 env.env_method("set_task", task, indices=[row])
+            env.seed(round_seed)
             obs = env.reset()
+            starts = np.ones(n_rows, dtype=bool)
             done_count = np.zeros(n_rows, dtype=np.int64)
             ep_return = np.zeros(n_rows)
             ep_len = np.zeros(n_rows, dtype=np.int64)
             while (done_count[active] < n_eps).any():
-                actions, _ = self.model.predict(obs, deterministic=self.deterministic)  # type: ignore[arg-type]
+                if view is None:
+                    actions, _ = self.model.predict(obs, deterministic=self.deterministic)  # type: ignore[arg-type]
+                else:
+                    actions, _ = view.predict(obs, episode_start=starts, deterministic=self.deterministic)
                 obs, rewards, dones, infos = env.step(actions)
+                starts = dones
                 ep_return += rewards
                 ep_len += 1
                 for done_row in np.flatnonzero(dones):
@@ -260,10 +338,13 @@ class PerTaskEvalCallback(BaseCallback):
                         episode = info.get("episode")
                         returns[task, k] = episode["r"] if episode is not None else ep_return[row]
                         lengths[task, k] = episode["l"] if episode is not None else ep_len[row]
-                        successes[task, k] = float(info.get("is_success", info.get("success", False)))
+                        outcomes[:, task, k] = episode_outcome(info)
                         done_count[row] += 1
                     ep_return[row], ep_len[row] = 0.0, 0
-        return {"returns": returns, "successes": successes, "lengths": lengths}
+        result = {"returns": returns, "successes": outcomes[0], "successes_any_step": outcomes[1], "lengths": lengths}
+        if not np.isnan(outcomes[2]).all():
+            result["stages_completed"] = outcomes[2]
+        return result
 
     def _on_step(self) -> bool:
         if self.eval_freq > 0 and self.num_timesteps - self._last_eval_step >= self.eval_freq:
@@ -278,29 +359,55 @@ class PerTaskEvalCallback(BaseCallback):
         self._last_eval_step = self.num_timesteps
         result = self.evaluate()
         self.timesteps.append(self.num_timesteps)
-        self.returns.append(result["returns"])
-        self.successes.append(result["successes"])
-        self.lengths.append(result["lengths"])
+        for mode in self.eval_modes:
+            for name in EPISODE_RESULTS:
+                key = MODE_PREFIX[mode] + name
+                shape = (self.num_tasks, self.n_eval_episodes)
+                self.history.setdefault(key, []).append(result.get(key, np.full(shape, np.nan)))
         counts = getattr(self.model, "selection_counts", None)
         if counts is not None:
             self.selection_counts.append(np.array(counts, dtype=np.int64, copy=True))
 
-        success = result["successes"].mean(axis=1)
-        mean_return = result["returns"].mean(axis=1)
-        for task in range(self.num_tasks):
-            self.logger.record(f"{self.log_prefix}/task_{task}/success_rate", float(success[task]))
-            self.logger.record(f"{self.log_prefix}/task_{task}/mean_reward", float(mean_return[task]))
-        self.logger.record(f"{self.log_prefix}/success_rate", float(success.mean()))
-        self.logger.record(f"{self.log_prefix}/mean_reward", float(mean_return.mean()))
+        summaries = []
+        for mode in self.eval_modes:
+            prefix = self.log_prefix if mode == "own" else f"{self.log_prefix}/{mode}"
+            summaries.append(self._log_mode(result, MODE_PREFIX[mode], prefix, main=mode == "own"))
         self.logger.record("time/total_timesteps", self.num_timesteps, exclude="tensorboard")
         self.logger.dump(self.num_timesteps)
         if self.verbose >= 1:
-            per_task = " ".join(f"{s:.2f}" for s in success)
             print(
-                f"Per-task eval at {self.num_timesteps} steps: success {success.mean():.2f} [{per_task}], "
-                f"return {mean_return.mean():.2f}"
+                f"Per-task eval at {self.num_timesteps} steps: "
+                + "; ".join(f"{mode} {summary}" for mode, summary in zip(self.eval_modes, summaries))
             )
         self.save()
+
+    def _log_mode(self, result: dict[str, np.ndarray], name_prefix: str, key_prefix: str, main: bool) -> str:
+        """Record one mode's per-task and mean numbers under ``key_prefix``; return a summary line.
+
+        :param result: the evaluation's arrays.
+        :param name_prefix: the mode's prefix of the array names.
+        :param key_prefix: logger key prefix of this mode.
+        :param main: the own-policy mode: its strict success and return also go to stdout per task.
+        """
+        success = result[f"{name_prefix}successes"].mean(axis=1)
+        any_step = result[f"{name_prefix}successes_any_step"].mean(axis=1)
+        mean_return = result[f"{name_prefix}returns"].mean(axis=1)
+        stages = result.get(f"{name_prefix}stages_completed")
+        per_task_exclude = None if main else "stdout"
+        for task in range(self.num_tasks):
+            key = f"{key_prefix}/task_{task}"
+            self.logger.record(f"{key}/success_rate", float(success[task]), exclude=per_task_exclude)
+            self.logger.record(f"{key}/mean_reward", float(mean_return[task]), exclude=per_task_exclude)
+            self.logger.record(f"{key}/success_any_step_rate", float(any_step[task]), exclude="stdout")
+            if stages is not None:
+                self.logger.record(f"{key}/stages_completed", _nanmean(stages[task]), exclude="stdout")
+        self.logger.record(f"{key_prefix}/success_rate", float(success.mean()))
+        if stages is not None:
+            self.logger.record(f"{key_prefix}/stages_completed", _nanmean(stages))
+        self.logger.record(f"{key_prefix}/success_any_step_rate", float(any_step.mean()))
+        self.logger.record(f"{key_prefix}/mean_reward", float(mean_return.mean()))
+        per_task = " ".join(f"{s:.2f}" for s in success)
+        return f"success {success.mean():.2f} [{per_task}], any-step {any_step.mean():.2f}, return {mean_return.mean():.2f}"
 
     # -- files ---------------------------------------------------------------------------------
     def save(self) -> None:
@@ -318,22 +425,58 @@ class PerTaskEvalCallback(BaseCallback):
         os.makedirs(self.log_path, exist_ok=True)
         arrays: dict[str, Any] = {
             "timesteps": np.array(self.timesteps, dtype=np.int64),
-            "returns": np.array(self.returns),
-            "successes": np.array(self.successes),
-            "lengths": np.array(self.lengths),
             "task_names": np.array(self.task_names),
+            "eval_modes": np.array(self.eval_modes),
         }
+        for key, values in self.history.items():
+            if len(values) != len(self.timesteps):
+                continue
+            stacked = np.array(values)
+            # Stages only where the env reports them (never an all-nan array).
+            if key.endswith("stages_completed") and np.isnan(stacked).all():
+                continue
+            arrays[key] = stacked
         if self.selection_counts and len(self.selection_counts) == len(self.timesteps):
             arrays["selection_counts"] = np.array(self.selection_counts)
         np.savez(os.path.join(self.log_path, EVAL_FILE), **arrays)
+        self._write_csv(arrays)
+
+    def _write_csv(self, arrays: dict[str, Any]) -> None:
+        """One row per evaluation, mode and task (``stages_completed`` empty where the env reports none)."""
+        assert self.log_path is not None
         with open(os.path.join(self.log_path, EVAL_CSV), "w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(["timesteps", "task", "task_name", "success_rate", "mean_reward", "mean_length"])
-            for step, ret, suc, length in zip(self.timesteps, self.returns, self.successes, self.lengths):
-                for task in range(self.num_tasks):
-                    writer.writerow(
-                        [step, task, self.task_names[task], suc[task].mean(), ret[task].mean(), length[task].mean()]
-                    )
+            writer.writerow(
+                [
+                    "timesteps",
+                    "mode",
+                    "task",
+                    "task_name",
+                    "success_rate",
+                    "success_any_step_rate",
+                    "mean_reward",
+                    "mean_length",
+                    "stages_completed",
+                ]
+            )
+            for k, step in enumerate(self.timesteps):
+                for mode in self.eval_modes:
+                    prefix = MODE_PREFIX[mode]
+                    stages = arrays.get(f"{prefix}stages_completed")
+                    for task in range(self.num_tasks):
+                        writer.writerow(
+                            [
+                                step,
+                                mode,
+                                task,
+                                self.task_names[task],
+                                arrays[f"{prefix}successes"][k, task].mean(),
+                                arrays[f"{prefix}successes_any_step"][k, task].mean(),
+                                arrays[f"{prefix}returns"][k, task].mean(),
+                                arrays[f"{prefix}lengths"][k, task].mean(),
+                                "" if stages is None else _nanmean(stages[k, task]),
+                            ]
+                        )
 
 
 def load_evaluations(path: str) -> dict[str, np.ndarray]:

@@ -31,7 +31,6 @@ copy with its own commitment state, statistics and random generator, so it never
 from __future__ import annotations
 
 import copy
-
 from typing import Any, ClassVar
 
 import numpy as np
@@ -118,16 +117,17 @@ class Collector:
         clone._generators = {}
         return clone
 
-    def _generator(self, device: th.device) -> th.Generator | None:
-        """This collector's generator on ``device`` (``None``: torch's global RNG)."""
+    def _random(self, device: th.device) -> dict[str, th.Generator]:
+        """Keyword arguments of torch's random functions: this collector's generator on ``device``, if it
+        has one (evaluation copies), else none (torch's global RNG, as SB3's own sampling)."""
         if self._seed is None:
-            return None
+            return {}
         generator = self._generators.get(str(device))
         if generator is None:
             generator = th.Generator(device=device)
             generator.manual_seed(self._seed)
             self._generators[str(device)] = generator
-        return generator
+        return {"generator": generator}
 
     def mean_commitment(self) -> np.ndarray:
         """Mean length of finished commitment windows per task (``nan`` where none finished)."""
@@ -208,7 +208,7 @@ class Collector:
         choice = self._decide(policy, features, tasks, proposals)
         if self.own_prob == 0.0:
             return choice, th.zeros_like(tasks, dtype=th.bool)
-        own = th.rand(tasks.shape[0], device=tasks.device, generator=self._generator(tasks.device)) < self.own_prob
+        own = th.rand(tasks.shape[0], device=tasks.device, **self._random(tasks.device)) < self.own_prob
         return th.where(own, tasks, choice), own
 
     # -- (de)serialisation ---------------------------------------------------------------------
@@ -303,7 +303,7 @@ class UniformCollector(Collector):
     name = "uniform"
 
     def _decide(self, policy: Any, features: th.Tensor, tasks: th.Tensor, proposals: Any) -> th.Tensor:
-        return th.randint(self.num_tasks, tasks.shape, device=tasks.device, generator=self._generator(tasks.device))
+        return th.randint(self.num_tasks, tasks.shape, device=tasks.device, **self._random(tasks.device))
 
 
 def check_mixture_matrix(matrix: Any, num_tasks: int) -> np.ndarray:
@@ -354,7 +354,7 @@ class FixedMixtureCollector(Collector):
 
     def _decide(self, policy: Any, features: th.Tensor, tasks: th.Tensor, proposals: Any) -> th.Tensor:
         probs = self._probs.to(tasks.device)[tasks]
-        return th.multinomial(probs, 1, generator=self._generator(tasks.device)).squeeze(1)
+        return th.multinomial(probs, 1, **self._random(tasks.device)).squeeze(1)
 
 
 COLLECTORS: dict[str, type[Collector]] = {
