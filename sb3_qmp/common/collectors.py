@@ -117,17 +117,17 @@ class Collector:
         clone._generators = {}
         return clone
 
-    def _random(self, device: th.device) -> dict[str, th.Generator]:
-        """Keyword arguments of torch's random functions: this collector's generator on ``device``, if it
-        has one (evaluation copies), else none (torch's global RNG, as SB3's own sampling)."""
+    def _generator(self, device: th.device) -> th.Generator | None:
+        """This collector's generator on ``device`` (evaluation copies), or ``None``: torch's global RNG
+        (collection, as SB3's own sampling)."""
         if self._seed is None:
-            return {}
+            return None
         generator = self._generators.get(str(device))
         if generator is None:
             generator = th.Generator(device=device)
             generator.manual_seed(self._seed)
             self._generators[str(device)] = generator
-        return {"generator": generator}
+        return generator
 
     def mean_commitment(self) -> np.ndarray:
         """Mean length of finished commitment windows per task (``nan`` where none finished)."""
@@ -208,7 +208,10 @@ class Collector:
         choice = self._decide(policy, features, tasks, proposals)
         if self.own_prob == 0.0:
             return choice, th.zeros_like(tasks, dtype=th.bool)
-        own = th.rand(tasks.shape[0], device=tasks.device, **self._random(tasks.device)) < self.own_prob
+        generator = self._generator(tasks.device)
+        n = tasks.shape[0]
+        draws = th.rand(n, device=tasks.device) if generator is None else th.rand(n, device=tasks.device, generator=generator)
+        own = draws < self.own_prob
         return th.where(own, tasks, choice), own
 
     # -- (de)serialisation ---------------------------------------------------------------------
@@ -303,7 +306,10 @@ class UniformCollector(Collector):
     name = "uniform"
 
     def _decide(self, policy: Any, features: th.Tensor, tasks: th.Tensor, proposals: Any) -> th.Tensor:
-        return th.randint(self.num_tasks, tasks.shape, device=tasks.device, **self._random(tasks.device))
+        generator = self._generator(tasks.device)
+        if generator is None:
+            return th.randint(self.num_tasks, tasks.shape, device=tasks.device)
+        return th.randint(self.num_tasks, tasks.shape, device=tasks.device, generator=generator)
 
 
 def check_mixture_matrix(matrix: Any, num_tasks: int) -> np.ndarray:
@@ -354,7 +360,8 @@ class FixedMixtureCollector(Collector):
 
     def _decide(self, policy: Any, features: th.Tensor, tasks: th.Tensor, proposals: Any) -> th.Tensor:
         probs = self._probs.to(tasks.device)[tasks]
-        return th.multinomial(probs, 1, **self._random(tasks.device)).squeeze(1)
+        generator = self._generator(tasks.device)
+        return th.multinomial(probs, 1, generator=generator).squeeze(1)
 
 
 COLLECTORS: dict[str, type[Collector]] = {
