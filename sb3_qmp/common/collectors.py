@@ -195,9 +195,11 @@ class Collector:
 
     @staticmethod
     def _propose(policy: Any, features: th.Tensor, deterministic: bool) -> tuple[th.Tensor, th.Tensor]:
-        """Every policy's ``(mean, sampled)`` proposals; a deterministic policy's sample is its mean."""
-        means, sampled = policy.actor.propose(features)
-        return (means, means) if deterministic else (means, sampled)
+        """Every policy's ``(mean, sampled)`` proposals; a deterministic policy's "sample" is its mean (no
+        draw from torch's random stream)."""
+        if deterministic:
+            return policy.actor.propose(features, deterministic=True)
+        return policy.actor.propose(features)
 
     def _decide_with_own_prob(
         self, policy: Any, features: th.Tensor, tasks: th.Tensor, proposals: Any

@@ -99,11 +99,12 @@ class MultiTaskActor(nn.Module):
         mean, log_std = self.distribution_params(layout.pack(obs))  # all T policies, weights in place
         return layout.unpack(squashed_gaussian_action(mean, log_std, deterministic))
 
-    def propose(self, obs: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+    def propose(self, obs: th.Tensor, deterministic: bool = False) -> tuple[th.Tensor, th.Tensor]:
         """Every policy's proposal for every row: ``obs`` ``(N, D)`` -> ``(mean_actions, sampled_actions)``,
-        both ``(T, N, A)`` (the mean is squashed too)."""
+        both ``(T, N, A)`` (the mean is squashed too); ``deterministic``: the "sample" is the mean (no draw)."""
         mean, log_std = self.distribution_params(obs.unsqueeze(0).expand(self.num_tasks, -1, -1))
-        return th.tanh(mean), squashed_gaussian_action(mean, log_std)
+        means = th.tanh(mean)
+        return means, means if deterministic else squashed_gaussian_action(mean, log_std)
 
 
 class MultiTaskCritic(nn.Module):

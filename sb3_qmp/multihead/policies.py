@@ -79,11 +79,13 @@ class MultiHeadActor(MultiTaskActor):
         mean, log_std = self._heads(layout.pack(self.trunk_features(obs)))
         return layout.unpack(squashed_gaussian_action(mean, log_std, deterministic))
 
-    def propose(self, obs: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
-        """All T heads' proposals ``(T, N, A)`` (squashed means, samples) from ONE trunk pass over ``(N, D)``."""
+    def propose(self, obs: th.Tensor, deterministic: bool = False) -> tuple[th.Tensor, th.Tensor]:
+        """All T heads' proposals ``(T, N, A)`` (squashed means, samples) from ONE trunk pass over ``(N, D)``;
+        ``deterministic``: the "sample" is the mean (no draw)."""
         hidden = self.trunk_features(obs)
         mean, log_std = self._heads(hidden.unsqueeze(0).expand(self.num_tasks, -1, -1))
-        return th.tanh(mean), squashed_gaussian_action(mean, log_std)
+        means = th.tanh(mean)
+        return means, means if deterministic else squashed_gaussian_action(mean, log_std)
 
 
 class MultiHeadCritic(MultiTaskCritic):

@@ -62,11 +62,15 @@ class SharedActor(MultiTaskActor):
         mean, log_std = self.distribution_params(obs.unsqueeze(0))
         return squashed_gaussian_action(mean, log_std, deterministic).squeeze(0)
 
-    def propose(self, obs: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
-        """``(T, N, A)`` proposals (one forward pass; the T "policies" are the same network)."""
+    def propose(self, obs: th.Tensor, deterministic: bool = False) -> tuple[th.Tensor, th.Tensor]:
+        """``(T, N, A)`` proposals (one forward pass; the T "policies" are the same network); ``deterministic``:
+        the "sample" is the mean (no draw)."""
         mean, log_std = self.distribution_params(obs.unsqueeze(0))
+        means = th.tanh(mean).expand(self.num_tasks, -1, -1)
+        if deterministic:
+            return means, means
         sampled = squashed_gaussian_action(mean.expand(self.num_tasks, -1, -1), log_std.expand(self.num_tasks, -1, -1))
-        return th.tanh(mean).expand(self.num_tasks, -1, -1), sampled
+        return means, sampled
 
 
 class SharedCritic(MultiTaskCritic):
