@@ -356,7 +356,7 @@ class MultiTaskSAC(OffPolicyAlgorithm):
         """
         return MixturePolicy(self, seed=seed)
 
-    def predict(  # type: ignore[override]
+    def predict(
         self,
         observation: np.ndarray | dict[str, np.ndarray],
         state: tuple[np.ndarray, ...] | None = None,
