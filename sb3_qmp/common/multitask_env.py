@@ -45,6 +45,16 @@ def check_task_id(task_id: Any, num_tasks: int) -> int:
     return int(task_id)
 
 
+def task_env_seed(seed: int, task_id: int) -> int:
+    """The seed of task ``task_id``'s env inside a :class:`MultiTaskWrapper` reset with ``seed``.
+
+    A stream of its own per ``(seed, task_id)`` pair (numpy ``SeedSequence``): sub-env ``e`` of a VecEnv
+    gets ``seed + e``, and ``seed + task_id`` would give the pairs ``(e, t)`` and ``(e + 1, t - 1)``
+    the same stream, i.e. the same start states.
+    """
+    return int(np.random.SeedSequence(seed, spawn_key=(task_id,)).generate_state(1)[0])
+
+
 def _check_same_spaces(envs: Sequence[gym.Env], indices: Sequence[int] | None = None) -> None:
     """Raise unless every env has task 0's spaces (``indices``: the task index of each env, for the message)."""
     obs_space, act_space = envs[0].observation_space, envs[0].action_space
@@ -149,7 +159,7 @@ class MultiTaskWrapper(gym.Env):
             task_env = self._factories[self.task_id]()
             _check_same_spaces([self._base, task_env], indices=[0, self.task_id])
             if self._task_seed is not None:
-                task_env.reset(seed=self._task_seed + self.task_id)
+                task_env.reset(seed=task_env_seed(self._task_seed, self.task_id))
             self._task_envs[self.task_id] = task_env
         return task_env
 
@@ -175,7 +185,7 @@ class MultiTaskWrapper(gym.Env):
             self._task_seed = seed
             for i, task_env in enumerate(self._task_envs):
                 if task_env is not None:
-                    task_env.reset(seed=seed + i)
+                    task_env.reset(seed=task_env_seed(seed, i))
         if self._fixed_task is not None:
             self.task_id = self._fixed_task
         else:

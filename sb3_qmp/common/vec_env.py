@@ -175,7 +175,10 @@ def make_multitask_vec_env(
     :param env: a registered multi-task env id (e.g. ``"MultiGoalPoint-v0"``), a callable
         returning a multi-task env, or a list of T single-task env factories (one per task).
     :param n_envs_per_task: sub-envs per task (``n_envs = n_envs_per_task * T``).
-    :param seed: base seed; sub-env ``e`` is seeded with ``seed + e``.
+    :param seed: base seed; sub-env ``e`` is seeded with ``seed + e`` (SB3's rule). Built from per-task
+        factories, sub-env ``e`` seeds task ``t``'s env with
+        :func:`~sb3_qmp.common.multitask_env.task_env_seed` ``(seed + e, t)``: every (sub-env, task)
+        pair has a stream of its own.
     :param vec_env_cls: ``DummyVecEnv`` (default) or ``SubprocVecEnv``.
     :param env_kwargs: keyword arguments for ``gym.make`` (env ids only).
     :param monitor_dir: where SB3's ``Monitor`` writes its csv files (optional).
