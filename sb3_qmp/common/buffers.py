@@ -10,6 +10,8 @@ from gymnasium import spaces
 from stable_baselines3.common.buffers import BaseBuffer, ReplayBuffer
 from stable_baselines3.common.vec_env import VecNormalize
 
+from sb3_qmp.common.multitask_env import task_ids_from_one_hot
+
 
 class MultiTaskReplayBufferSamples(NamedTuple):
     """A batch per task: leading dimension T, then ``batch_size``."""
@@ -82,7 +84,8 @@ class MultiTaskReplayBuffer(ReplayBuffer):
         self.task_full[:] = False
 
     def tasks_of(self, obs: np.ndarray) -> np.ndarray:
-        return np.argmax(obs[..., -self.num_tasks :], axis=-1)
+        """The task of every observation row, from its one-hot suffix (a row that is not one-hot is an error)."""
+        return task_ids_from_one_hot(obs[..., -self.num_tasks :])
 
     def add(  # type: ignore[override]
         self,

@@ -215,6 +215,31 @@ class MultiTaskWrapper(gym.Env):
                 env.close()
 
 
+def one_hot_error(suffix: np.ndarray, valid: np.ndarray) -> ValueError:
+    """The error for task suffixes ``(..., T)`` of which the rows where ``valid`` is False are not one-hot."""
+    bad = np.argwhere(~np.asarray(valid))
+    rows = [tuple(int(i) for i in index) if len(index) > 1 else int(index[0]) for index in bad[:5]]
+    examples = [np.asarray(suffix)[tuple(index)].tolist() for index in bad[:3]]
+    return ValueError(
+        f"{len(bad)} observation row(s) (e.g. {rows}) do not end with a one-hot task id: their last "
+        f"{np.shape(suffix)[-1]} entries are e.g. {examples}. A multi-task model reads every row's task from this "
+        "suffix (exactly one 1, zeros elsewhere); any other suffix would silently be routed to a wrong task. Build the "
+        "env with sb3_qmp.make_multitask_vec_env or sb3_qmp.MultiTaskWrapper and do not rescale the suffix "
+        "(sb3_qmp.common.normalize.VecNormalizePerTask normalises the features only)."
+    )
+
+
+def task_ids_from_one_hot(suffix: np.ndarray) -> np.ndarray:
+    """The task index of every row of one-hot task suffixes ``(..., T)``.
+
+    :raises ValueError: if a row is not exactly one-hot (all zeros, several ones, rescaled, ...).
+    """
+    valid = ((suffix == 0) | (suffix == 1)).all(axis=-1) & (suffix.sum(axis=-1) == 1)
+    if not valid.all():
+        raise one_hot_error(suffix, valid)
+    return np.argmax(suffix, axis=-1)
+
+
 def split_task_obs(obs: np.ndarray, num_tasks: int) -> tuple[np.ndarray, np.ndarray]:
-    """Split observations ``(..., D + T)`` into the base part and the task index of every row."""
-    return obs[..., :-num_tasks], np.argmax(obs[..., -num_tasks:], axis=-1)
+    """Split observations ``(..., D + T)`` into the base part and the task index of every row (checked one-hot)."""
+    return obs[..., :-num_tasks], task_ids_from_one_hot(obs[..., -num_tasks:])

@@ -421,8 +421,8 @@ class MultiTaskSAC(OffPolicyAlgorithm):
             stats["ent_coef_loss"] = []
         for gradient_step in range(gradient_steps):
             data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
-            features, _ = self.policy.split_obs(data.observations)
-            next_features, _ = self.policy.split_obs(data.next_observations)
+            features, _ = self.policy.split_obs(data.observations, check=False)  # checked when stored
+            next_features, _ = self.policy.split_obs(data.next_observations, check=False)
 
             actions_pi, log_prob = self.actor.action_log_prob(features)
             ent_coef, ent_coef_loss = self._entropy_coef(log_prob)
