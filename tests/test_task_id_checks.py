@@ -1,4 +1,4 @@
-"""Observations must name their task: a suffix that is not one-hot is an error, never task 0."""
+"""Inputs that name a task: observations whose suffix is not one-hot, env ids that are not registered."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from conftest import SMALL_KWARGS
 
-from sb3_qmp import MultiTaskSAC, SharedSAC
+from sb3_qmp import QMP, MultiTaskSAC, SharedSAC, make_multitask_vec_env
 from sb3_qmp.common.buffers import MultiTaskReplayBuffer
+from sb3_qmp.envs import package_env_ids
 
 NUM_TASKS = 4
 BAD_SUFFIXES = {
@@ -52,3 +53,21 @@ def test_collection_refuses_rows_without_a_one_hot_task_id(point_env) -> None:
     model._last_obs = _with_suffix(model._last_obs, 0, BAD_SUFFIXES["all zeros"])  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="do not end with a one-hot task id"):
         model._sample_action(learning_starts=0, n_envs=4)
+
+
+@pytest.mark.parametrize("algo", [QMP, SharedSAC])
+def test_unregistered_env_id_is_named_with_the_package_ids(algo) -> None:
+    for build in (lambda: algo("NoSuchEnv-v0"), lambda: algo("MlpPolicy", "NoSuchEnv-v0")):
+        with pytest.raises(ValueError, match=r"'NoSuchEnv-v0' is not registered with gymnasium") as error:
+            build()
+        assert "MultiGoalPoint-v0" in str(error.value) and "MazeNavigation-v0" in str(error.value)
+    with pytest.raises(ValueError, match=r"not registered.* Nor is 'MlpPolicyy' a policy of .*\(MlpPolicy\)"):
+        algo("MlpPolicyy", "MultiGoalPoint-v0")
+    with pytest.raises(ValueError, match="not registered"):
+        make_multitask_vec_env("NoSuchEnv-v0")
+
+
+def test_package_env_ids() -> None:
+    ids = package_env_ids()
+    assert {"MultiGoalPoint-v0", "MultistageReacher-v0", "MazeNavigation-v0", "MetaWorldDoorDrawer-v0"} <= set(ids)
+    assert "Pendulum-v1" not in ids

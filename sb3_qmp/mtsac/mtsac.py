@@ -25,7 +25,12 @@ from torch.nn import functional as F
 
 from sb3_qmp.common.buffers import MultiTaskReplayBuffer
 from sb3_qmp.common.collectors import Collector, make_collector
-from sb3_qmp.common.vec_env import get_num_tasks, make_multitask_vec_env, tasks_without_env
+from sb3_qmp.common.vec_env import (
+    get_num_tasks,
+    make_multitask_vec_env,
+    tasks_without_env,
+    unregistered_env_id_message,
+)
 from sb3_qmp.mtsac.policies import MlpPolicy, MultiTaskActor, MultiTaskCritic, MultiTaskSACPolicy
 
 SelfMultiTaskSAC = TypeVar("SelfMultiTaskSAC", bound="MultiTaskSAC")
@@ -125,6 +130,12 @@ class MultiTaskSAC(OffPolicyAlgorithm):
             if env is not None:
                 raise TypeError("Got two envs: pass either `Algo(env)` or `Algo('MlpPolicy', env)`.")
             policy, env = "MlpPolicy", policy
+        elif isinstance(policy, str) and policy not in self.policy_aliases:
+            # SB3 would only say "Policy ... unknown" of what is most often an env id that is not registered.
+            raise ValueError(
+                f"{unregistered_env_id_message(policy)} Nor is {policy!r} a policy of {type(self).__name__} "
+                f"({', '.join(self.policy_aliases)})."
+            )
         if isinstance(env, str):
             # An env id: one sub-env per task, each fixed to its task (SB3 would make a single env).
             env = make_multitask_vec_env(env, seed=seed)
