@@ -35,9 +35,11 @@ def evaluate_per_task(
     lengths = np.zeros(env.num_envs)
     success = np.zeros(env.num_envs)
     finished = np.zeros(env.num_envs, dtype=bool)
+    # A model trained on normalised observations (VecNormalizePerTask) acts on them normalised the same way.
+    normalizer = model.get_vec_normalize_env() if hasattr(model, "get_vec_normalize_env") else None
     obs = env.reset()
     while not finished.all():
-        actions, _ = model.predict(obs, deterministic=deterministic)
+        actions, _ = model.predict(obs if normalizer is None else normalizer.normalize_obs(obs), deterministic=deterministic)
         obs, rewards, dones, infos = env.step(actions)
         active = ~finished
         returns += rewards * active

@@ -25,6 +25,7 @@ from torch.nn import functional as F
 
 from sb3_qmp.common.buffers import MultiTaskReplayBuffer
 from sb3_qmp.common.collectors import Collector, make_collector
+from sb3_qmp.common.normalize import VecNormalizePerTask
 from sb3_qmp.common.vec_env import (
     get_num_tasks,
     make_multitask_vec_env,
@@ -189,10 +190,18 @@ class MultiTaskSAC(OffPolicyAlgorithm):
     # ------------------------------------------------------------------------------------------
     def _check_env_for_tasks(self, env: VecEnv) -> None:
         normalize = self._vec_normalize_env
-        if normalize is not None and normalize.norm_obs:
+        if normalize is None or isinstance(normalize, VecNormalizePerTask):
+            return
+        if normalize.norm_obs:
             raise ValueError(
-                "VecNormalize(norm_obs=True) would rescale the one-hot task id that routes every observation to "
-                "its task. Use VecNormalize(norm_obs=False) (reward normalisation is fine) or normalise inside each env."
+                "VecNormalize(norm_obs=True) would rescale the one-hot task id that routes every observation to its "
+                "task. Use sb3_qmp.common.normalize.VecNormalizePerTask: it normalises the features only."
+            )
+        if normalize.norm_reward:
+            raise ValueError(
+                "VecNormalize(norm_reward=True) keeps one return statistic for all sub-envs: a task with large rewards "
+                "would rescale every other task's rewards. Use sb3_qmp.common.normalize.VecNormalizePerTask (one "
+                "return statistic per task; rl-zoo3's `normalize:` builds it for sb3-qmp's algorithms)."
             )
 
     def _setup_model(self) -> None:
