@@ -2,6 +2,7 @@
 
 from sb3_qmp import envs as _envs  # noqa: F401  (registers the gymnasium ids)
 from sb3_qmp.common.multitask_env import MultiTaskWrapper
+from sb3_qmp.common.normalize import VecNormalizePerTask
 from sb3_qmp.common.vec_env import TaskAssignmentWrapper, make_multitask_vec_env
 from sb3_qmp.dnc import DnC, DnCReg
 from sb3_qmp.mtsac import MultiTaskSAC
@@ -25,6 +26,7 @@ __all__ = [
     "Separated",
     "SharedSAC",
     "TaskAssignmentWrapper",
+    "VecNormalizePerTask",
     "__version__",
     "make_multitask_vec_env",
 ]

@@ -15,6 +15,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper,
 
 from sb3_qmp import QMP, TaskAssignmentWrapper, make_multitask_vec_env
 from sb3_qmp.common.callbacks import EVAL_CSV, EVAL_FILE, PerTaskEvalCallback, chosen_log_dir, load_evaluations
+from sb3_qmp.common.normalize import VecNormalizePerTask
 
 TINY: dict[str, Any] = dict(
     learning_starts=64, batch_size=16, buffer_size=2_000, train_freq=4, policy_kwargs=dict(net_arch=[16])
@@ -87,7 +88,7 @@ def test_from_env_id_and_errors(tmp_path: Path) -> None:
 
 def test_reward_only_vecnormalize(tmp_path: Path) -> None:
     """Reward normalisation changes nothing the policy sees: the eval env stays unwrapped, returns raw."""
-    env = VecNormalize(make_multitask_vec_env("MultiGoalPoint-v0", seed=0), norm_obs=False, norm_reward=True)
+    env = VecNormalizePerTask(make_multitask_vec_env("MultiGoalPoint-v0", seed=0), norm_obs=False, norm_reward=True)
     model = QMP("MlpPolicy", env, seed=0, **TINY)
     callback = PerTaskEvalCallback(eval_freq=48, n_eval_episodes=1, log_path=str(tmp_path), verbose=0)
     model.learn(96, callback=callback)  # used to fail: "Error while synchronizing normalization stats"
@@ -99,32 +100,30 @@ def test_reward_only_vecnormalize(tmp_path: Path) -> None:
 
 
 def test_observation_normalization_is_matched_and_synced() -> None:
-    """With a norm_obs VecNormalize on the training side, evaluation sees the same normalised observations."""
-    model = QMP("MlpPolicy", make_multitask_vec_env("MultiGoalPoint-v0", seed=0), seed=0, **TINY)
-    stats = VecNormalize(make_multitask_vec_env("MultiGoalPoint-v0", seed=0), norm_obs=True, norm_reward=False, epsilon=0.0)
+    """With normalised features on the training side, evaluation sees the same normalised observations."""
+    stats = VecNormalizePerTask(make_multitask_vec_env("MultiGoalPoint-v0", seed=0), norm_reward=False, epsilon=0.0)
+    model = QMP("MlpPolicy", stats, seed=0, **TINY)
     stats.obs_rms.mean[:], stats.obs_rms.var[:] = 1.0, 4.0
-    # QMP itself refuses norm_obs (it would rescale the one-hot task id); any model that allows it gets this.
-    model.get_vec_normalize_env = lambda: stats  # type: ignore[method-assign]
-    seen: list[np.ndarray] = []
+    seen: list[tuple[np.ndarray, np.ndarray]] = []
     predict = model.predict
 
     def spy(obs, *args, **kwargs):  # type: ignore[no-untyped-def]
-        seen.append(obs.copy())
+        seen.append((obs.copy(), callback.eval_env.get_original_obs()))  # type: ignore[union-attr]
         return predict(obs, *args, **kwargs)
 
     model.predict = spy  # type: ignore[method-assign, assignment]
     callback = PerTaskEvalCallback("MultiGoalPoint-v0", eval_freq=-1, n_eval_episodes=1, verbose=0)
     callback.init_callback(model)
     eval_norm = callback.eval_env
-    assert isinstance(eval_norm, VecNormalize) and not eval_norm.training and not eval_norm.norm_reward
-    callback.evaluate()
-    # One-hot suffix {0, 1} -> (x - 1) / 2 = {-0.5, 0}: the statistics were copied before evaluating.
-    assert set(np.unique(np.concatenate(seen)[:, -4:]).tolist()) == {-0.5, 0.0}
-    stats.obs_rms.mean[:] = 0.0  # the training statistics move on: every evaluation re-syncs
-    seen.clear()
-    callback.evaluate()
-    assert set(np.unique(np.concatenate(seen)[:, -4:]).tolist()) == {0.0, 0.5}
-    assert eval_norm.obs_rms.mean.tolist() == [0.0] * stats.obs_rms.mean.size
+    assert isinstance(eval_norm, VecNormalizePerTask) and not eval_norm.training and not eval_norm.norm_reward
+    for mean in (1.0, 0.0):  # the training statistics move on: every evaluation re-syncs
+        stats.obs_rms.mean[:] = mean
+        seen.clear()
+        callback.evaluate()
+        normalised, raw = map(np.concatenate, zip(*seen))
+        np.testing.assert_allclose(normalised[:, :2], (raw[:, :2] - mean) / 2.0, rtol=1e-6)
+        np.testing.assert_array_equal(normalised[:, -4:], raw[:, -4:])  # the one-hot task id untouched
+        assert eval_norm.obs_rms.mean.tolist() == [mean, mean]
 
 
 def test_log_dir_only_when_the_user_chose_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -324,13 +324,18 @@ def test_env_not_in_yaml_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_p
         _zoo_train(monkeypatch, ["--algo", "qmp", "--env", "Pendulum-v1", "-f", str(tmp_path)])
 
 
-def test_zoo_reward_normalization_with_per_task_eval(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """``normalize`` (here reward-only) in a zoo config works with the YAML's per-task eval callback."""
+def test_zoo_normalization_is_per_task_and_works_with_per_task_eval(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """``normalize`` in a zoo config builds VecNormalizePerTask (rewards per task, features only), saved for
+    ``enjoy``, and works with the YAML's per-task eval callback."""
+    from sb3_qmp.common.normalize import VecNormalizePerTask
+    from sb3_qmp.common.vec_env import make_multitask_vec_env
+
     monkeypatch.setitem(OPTIMIZE_BASE, "qmp", {})  # setup_experiment records the run's hyperparameters
     # SMOKE ends with the -params list: add the normalisation to it.
-    _zoo_train(monkeypatch, ["--algo", "qmp", "--env", ENV, "-f", str(tmp_path), *SMOKE, NORMALIZE_REWARD])
+    _zoo_train(monkeypatch, ["--algo", "qmp", "--env", ENV, "-f", str(tmp_path), *SMOKE, "normalize:True"])
     run_dir = tmp_path / "qmp" / f"{ENV}_1"
-    assert (run_dir / ENV / "vecnormalize.pkl").is_file()
+    stats = VecNormalizePerTask.load(str(run_dir / ENV / "vecnormalize.pkl"), make_multitask_vec_env(ENV))
+    assert stats.norm_obs and stats.norm_reward and (stats.ret_rms.count > 1).all()
     evaluations = np.load(run_dir / "evaluations_per_task.npz")
     assert evaluations["timesteps"].size == 1 and (evaluations["returns"] < 0).all()
 

@@ -10,6 +10,9 @@ from gymnasium import spaces
 from stable_baselines3.common.buffers import BaseBuffer, ReplayBuffer
 from stable_baselines3.common.vec_env import VecNormalize
 
+from sb3_qmp.common.multitask_env import task_ids_from_one_hot
+from sb3_qmp.common.normalize import VecNormalizePerTask
+
 
 class MultiTaskReplayBufferSamples(NamedTuple):
     """A batch per task: leading dimension T, then ``batch_size``."""
@@ -82,7 +85,8 @@ class MultiTaskReplayBuffer(ReplayBuffer):
         self.task_full[:] = False
 
     def tasks_of(self, obs: np.ndarray) -> np.ndarray:
-        return np.argmax(obs[..., -self.num_tasks :], axis=-1)
+        """The task of every observation row, from its one-hot suffix (a row that is not one-hot is an error)."""
+        return task_ids_from_one_hot(obs[..., -self.num_tasks :])
 
     def add(  # type: ignore[override]
         self,
@@ -134,11 +138,16 @@ class MultiTaskReplayBuffer(ReplayBuffer):
         self, rows: np.ndarray, idx: np.ndarray, env: VecNormalize | None = None
     ) -> MultiTaskReplayBufferSamples:
         dones = self.dones[rows, idx] * (1.0 - self.timeouts[rows, idx])
+        rewards = self.rewards[rows, idx]
+        if isinstance(env, VecNormalizePerTask):  # every reward scaled by its own task's statistic
+            rewards = env.normalize_reward(rewards, tasks=np.broadcast_to(rows, idx.shape))
+        else:
+            rewards = self._normalize_reward(rewards, env)
         data = (
             self._normalize_obs(self.observations[rows, idx], env),
             self.actions[rows, idx],
             self._normalize_obs(self.next_observations[rows, idx], env),
             dones,
-            self._normalize_reward(self.rewards[rows, idx], env),
+            rewards,
         )
         return MultiTaskReplayBufferSamples(*(th.as_tensor(x, dtype=th.float32, device=self.device) for x in data))

@@ -16,9 +16,10 @@ import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import HumanOutputFormat, Logger
-from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize, unwrap_vec_normalize
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, unwrap_vec_normalize
 
 from sb3_qmp.common.evaluation import MODE_PREFIX, check_eval_modes, episode_outcome, resolve_eval_modes
+from sb3_qmp.common.normalize import VecNormalizePerTask
 from sb3_qmp.common.vec_env import get_num_tasks, make_multitask_vec_env, task_assignment_wrappers
 
 EVAL_FILE = "evaluations_per_task.npz"
@@ -95,10 +96,10 @@ class PerTaskEvalCallback(BaseCallback):
       ``timesteps, mode, task, task_name, success_rate, success_any_step_rate, mean_reward, mean_length,
       stages_completed``).
 
-    If the training env is wrapped in ``VecNormalize`` with ``norm_obs``, the eval env is wrapped in a
-    ``VecNormalize(training=False, norm_reward=False)`` whose observation statistics are copied from
-    the training env before every evaluation (reward-only normalisation needs nothing: the returns
-    recorded are the raw ones).
+    If the training env is wrapped in :class:`~sb3_qmp.common.normalize.VecNormalizePerTask` with
+    ``norm_obs``, the eval env is wrapped in a ``VecNormalizePerTask(training=False, norm_reward=False)``
+    whose observation statistics are copied from the training env before every evaluation (reward-only
+    normalisation needs nothing: the returns recorded are the raw ones).
 
     From rl-zoo3, add it to a YAML entry (the zoo points ``log_path`` at the run folder; ``-optimize``
     trials leave it out, see :mod:`sb3_qmp.zoo`)::
@@ -231,20 +232,20 @@ class PerTaskEvalCallback(BaseCallback):
             self.log_path = chosen_log_dir(getattr(self.model, "_logger", None))  # no logger: never learned
 
     def _match_normalization(self) -> None:
-        """Wrap the eval env in ``VecNormalize`` if the policy is trained on normalised observations."""
+        """Wrap the eval env in ``VecNormalizePerTask`` if the policy is trained on normalised observations."""
         assert self.eval_env is not None
         train_norm = self.model.get_vec_normalize_env()
         if train_norm is None or not train_norm.norm_obs or unwrap_vec_normalize(self.eval_env) is not None:
             return
-        # Never normalise rewards here: they are only summed into the (raw) evaluation returns.
-        self.eval_env = VecNormalize(
+        # Never normalise rewards here: they are only summed into the (raw) evaluation returns. The models refuse
+        # any observation normalisation but VecNormalizePerTask's (which leaves the one-hot task id alone).
+        self.eval_env = VecNormalizePerTask(
             self.eval_env,
             training=False,
             norm_obs=True,
             norm_reward=False,
             clip_obs=train_norm.clip_obs,
             epsilon=train_norm.epsilon,
-            norm_obs_keys=train_norm.norm_obs_keys,
         )
 
     def _sync_normalization(self) -> None:

@@ -135,12 +135,15 @@ def _run_one_episode_per_row(
     outcomes = np.full((n_rows, 3), np.nan)
     finished = np.zeros(n_rows, dtype=bool)
     starts = np.ones(n_rows, dtype=bool)
+    # A model trained on normalised observations (VecNormalizePerTask) acts on them normalised the same way.
+    normalizer = model.get_vec_normalize_env() if hasattr(model, "get_vec_normalize_env") else None
     obs = env.reset()
     while not finished.all():
+        model_obs = obs if normalizer is None else normalizer.normalize_obs(obs)
         if view is None:
-            actions, _ = model.predict(obs, deterministic=deterministic)
+            actions, _ = model.predict(model_obs, deterministic=deterministic)
         else:
-            actions, _ = view.predict(obs, episode_start=starts, deterministic=deterministic)
+            actions, _ = view.predict(model_obs, episode_start=starts, deterministic=deterministic)
         obs, rewards, dones, infos = env.step(actions)
         active = ~finished
         returns += rewards * active

@@ -45,6 +45,16 @@ def check_task_id(task_id: Any, num_tasks: int) -> int:
     return int(task_id)
 
 
+def task_env_seed(seed: int, task_id: int) -> int:
+    """The seed of task ``task_id``'s env inside a :class:`MultiTaskWrapper` reset with ``seed``.
+
+    A stream of its own per ``(seed, task_id)`` pair (numpy ``SeedSequence``): sub-env ``e`` of a VecEnv
+    gets ``seed + e``, and ``seed + task_id`` would give the pairs ``(e, t)`` and ``(e + 1, t - 1)``
+    the same stream, i.e. the same start states.
+    """
+    return int(np.random.SeedSequence(seed, spawn_key=(task_id,)).generate_state(1)[0])
+
+
 def _check_same_spaces(envs: Sequence[gym.Env], indices: Sequence[int] | None = None) -> None:
     """Raise unless every env has task 0's spaces (``indices``: the task index of each env, for the message)."""
     obs_space, act_space = envs[0].observation_space, envs[0].action_space
@@ -149,7 +159,7 @@ class MultiTaskWrapper(gym.Env):
             task_env = self._factories[self.task_id]()
             _check_same_spaces([self._base, task_env], indices=[0, self.task_id])
             if self._task_seed is not None:
-                task_env.reset(seed=self._task_seed + self.task_id)
+                task_env.reset(seed=task_env_seed(self._task_seed, self.task_id))
             self._task_envs[self.task_id] = task_env
         return task_env
 
@@ -175,7 +185,7 @@ class MultiTaskWrapper(gym.Env):
             self._task_seed = seed
             for i, task_env in enumerate(self._task_envs):
                 if task_env is not None:
-                    task_env.reset(seed=seed + i)
+                    task_env.reset(seed=task_env_seed(seed, i))
         if self._fixed_task is not None:
             self.task_id = self._fixed_task
         else:
@@ -205,6 +215,31 @@ class MultiTaskWrapper(gym.Env):
                 env.close()
 
 
+def one_hot_error(suffix: np.ndarray, valid: np.ndarray) -> ValueError:
+    """The error for task suffixes ``(..., T)`` of which the rows where ``valid`` is False are not one-hot."""
+    bad = np.argwhere(~np.asarray(valid))
+    rows = [tuple(int(i) for i in index) if len(index) > 1 else int(index[0]) for index in bad[:5]]
+    examples = [np.asarray(suffix)[tuple(index)].tolist() for index in bad[:3]]
+    return ValueError(
+        f"{len(bad)} observation row(s) (e.g. {rows}) do not end with a one-hot task id: their last "
+        f"{np.shape(suffix)[-1]} entries are e.g. {examples}. A multi-task model reads every row's task from this "
+        "suffix (exactly one 1, zeros elsewhere); any other suffix would silently be routed to a wrong task. Build the "
+        "env with sb3_qmp.make_multitask_vec_env or sb3_qmp.MultiTaskWrapper and do not rescale the suffix "
+        "(sb3_qmp.common.normalize.VecNormalizePerTask normalises the features only)."
+    )
+
+
+def task_ids_from_one_hot(suffix: np.ndarray) -> np.ndarray:
+    """The task index of every row of one-hot task suffixes ``(..., T)``.
+
+    :raises ValueError: if a row is not exactly one-hot (all zeros, several ones, rescaled, ...).
+    """
+    valid = ((suffix == 0) | (suffix == 1)).all(axis=-1) & (suffix.sum(axis=-1) == 1)
+    if not valid.all():
+        raise one_hot_error(suffix, valid)
+    return np.argmax(suffix, axis=-1)
+
+
 def split_task_obs(obs: np.ndarray, num_tasks: int) -> tuple[np.ndarray, np.ndarray]:
-    """Split observations ``(..., D + T)`` into the base part and the task index of every row."""
-    return obs[..., :-num_tasks], np.argmax(obs[..., -num_tasks:], axis=-1)
+    """Split observations ``(..., D + T)`` into the base part and the task index of every row (checked one-hot)."""
+    return obs[..., :-num_tasks], task_ids_from_one_hot(obs[..., -num_tasks:])

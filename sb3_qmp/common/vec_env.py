@@ -146,6 +146,22 @@ def task_assignment_wrappers(venv: VecEnv) -> list[TaskAssignmentWrapper]:
     return found
 
 
+def unregistered_env_id_message(env_id: str) -> str:
+    """Why ``env_id`` cannot be built, with the ids this package registers."""
+    from sb3_qmp.envs import package_env_ids
+
+    return (
+        f"The env id {env_id!r} is not registered with gymnasium. sb3-qmp registers {package_env_ids()}; an id of "
+        "another package needs that package imported first (rl-zoo3: --gym-packages), or gymnasium.register."
+    )
+
+
+def check_env_id(env_id: str) -> None:
+    """Raise a ``ValueError`` naming this package's ids unless ``env_id`` is registered with gymnasium."""
+    if env_id not in gym.registry:
+        raise ValueError(unregistered_env_id_message(env_id))
+
+
 class _MakeRegisteredEnv:
     """Picklable env factory that registers this package's ids first (SubprocVecEnv workers
     start in fresh interpreters where ``import sb3_qmp`` has not run)."""
@@ -175,7 +191,10 @@ def make_multitask_vec_env(
     :param env: a registered multi-task env id (e.g. ``"MultiGoalPoint-v0"``), a callable
         returning a multi-task env, or a list of T single-task env factories (one per task).
     :param n_envs_per_task: sub-envs per task (``n_envs = n_envs_per_task * T``).
-    :param seed: base seed; sub-env ``e`` is seeded with ``seed + e``.
+    :param seed: base seed; sub-env ``e`` is seeded with ``seed + e`` (SB3's rule). Built from per-task
+        factories, sub-env ``e`` seeds task ``t``'s env with
+        :func:`~sb3_qmp.common.multitask_env.task_env_seed` ``(seed + e, t)``: every (sub-env, task)
+        pair has a stream of its own.
     :param vec_env_cls: ``DummyVecEnv`` (default) or ``SubprocVecEnv``.
     :param env_kwargs: keyword arguments for ``gym.make`` (env ids only).
     :param monitor_dir: where SB3's ``Monitor`` writes its csv files (optional).
@@ -186,6 +205,7 @@ def make_multitask_vec_env(
     if n_envs_per_task < 1:
         raise ValueError(f"n_envs_per_task must be >= 1, got {n_envs_per_task}.")
     if isinstance(env, str):
+        check_env_id(env)
         env_factory: Callable[[], gym.Env] = _MakeRegisteredEnv(env, env_kwargs or {})
         probe = env_factory()
     elif callable(env):

@@ -253,7 +253,7 @@ class DnC(MultiTaskSAC):
         loss = th.zeros(())
         for _ in range(self.distill_epochs):
             data = self.replay_buffer.sample(self.distill_batch_size, env=self._vec_normalize_env)
-            features, _ = self.policy.split_obs(data.observations)
+            features, _ = self.policy.split_obs(data.observations, check=False)  # checked when stored
             loss = self._distill_loss(features, data.actions)
             self.central_actor.optimizer.zero_grad()
             loss.backward()

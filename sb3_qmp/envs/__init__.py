@@ -39,4 +39,9 @@ def register_envs() -> None:
             gym.register(id=env_id, **kwargs)
 
 
+def package_env_ids() -> list[str]:
+    """The gymnasium ids this package registers (every id whose entry point lives in ``sb3_qmp``)."""
+    return sorted(env_id for env_id, spec in gym.registry.items() if str(spec.entry_point).startswith("sb3_qmp."))
+
+
 register_envs()

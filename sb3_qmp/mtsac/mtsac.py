@@ -13,18 +13,25 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.save_util import load_from_zip_file
-from stable_baselines3.common.type_aliases import GymEnv, Schedule
+from stable_baselines3.common.type_aliases import GymEnv, RolloutReturn, Schedule, TrainFreq
 from stable_baselines3.common.utils import polyak_update, safe_mean
 from stable_baselines3.common.vec_env import VecEnv
 from torch.nn import functional as F
 
 from sb3_qmp.common.buffers import MultiTaskReplayBuffer
 from sb3_qmp.common.collectors import Collector, make_collector
-from sb3_qmp.common.vec_env import get_num_tasks, make_multitask_vec_env, tasks_without_env
+from sb3_qmp.common.normalize import VecNormalizePerTask
+from sb3_qmp.common.vec_env import (
+    get_num_tasks,
+    make_multitask_vec_env,
+    tasks_without_env,
+    unregistered_env_id_message,
+)
 from sb3_qmp.mtsac.mixture_policy import MixturePolicy, check_behaviour
 from sb3_qmp.mtsac.policies import MlpPolicy, MultiTaskActor, MultiTaskCritic, MultiTaskSACPolicy
 
@@ -58,7 +65,13 @@ class MultiTaskSAC(OffPolicyAlgorithm):
     :param tau: soft update coefficient of the target critics.
     :param gamma: discount factor.
     :param train_freq: update every ``train_freq`` vec-env steps (or ``(n, "episode")``).
-    :param gradient_steps: gradient steps after each rollout (``-1``: as many as env steps).
+    :param gradient_steps: gradient steps after each rollout; every gradient step updates every task.
+        ``-1``: one gradient step per env step *of each task*, what T separate SAC runs with
+        ``gradient_steps=-1`` would take: the rollout's env steps (all sub-envs) divided by T, the
+        remainder carried over to the next rollout. With ``k`` sub-envs per task that is exactly
+        ``k`` per vec-env step; with unequal sub-env counts per task (or tasks drawn per episode) it is
+        the mean over tasks, so the task updates add up to the env steps. (SB3's own rule, one per
+        env step of every sub-env, would give each task T times the updates of an independent SAC.)
     :param action_noise: optional extra exploration noise (added after the collector's action).
     :param ent_coef: entropy coefficient, ``"auto"`` (learned per task, init 1) or ``"auto_0.1"``
         (learned, init 0.1) or a float (fixed for every task).
@@ -123,6 +136,12 @@ class MultiTaskSAC(OffPolicyAlgorithm):
             if env is not None:
                 raise TypeError("Got two envs: pass either `Algo(env)` or `Algo('MlpPolicy', env)`.")
             policy, env = "MlpPolicy", policy
+        elif isinstance(policy, str) and policy not in self.policy_aliases:
+            # SB3 would only say "Policy ... unknown" of what is most often an env id that is not registered.
+            raise ValueError(
+                f"{unregistered_env_id_message(policy)} Nor is {policy!r} a policy of {type(self).__name__} "
+                f"({', '.join(self.policy_aliases)})."
+            )
         if isinstance(env, str):
             # An env id: one sub-env per task, each fixed to its task (SB3 would make a single env).
             env = make_multitask_vec_env(env, seed=seed)
@@ -164,6 +183,7 @@ class MultiTaskSAC(OffPolicyAlgorithm):
         self.collector_kwargs = dict(collector_kwargs or {})
         self.num_tasks = get_num_tasks(self.env) if self.env is not None else 0
         self.selection_counts: np.ndarray | None = None
+        self._env_steps_carry = 0  # env steps not yet turned into gradient steps (gradient_steps=-1)
 
         if _init_setup_model:
             if self.env is None:
@@ -175,10 +195,18 @@ class MultiTaskSAC(OffPolicyAlgorithm):
     # ------------------------------------------------------------------------------------------
     def _check_env_for_tasks(self, env: VecEnv) -> None:
         normalize = self._vec_normalize_env
-        if normalize is not None and normalize.norm_obs:
+        if normalize is None or isinstance(normalize, VecNormalizePerTask):
+            return
+        if normalize.norm_obs:
             raise ValueError(
-                "VecNormalize(norm_obs=True) would rescale the one-hot task id that routes every observation to "
-                "its task. Use VecNormalize(norm_obs=False) (reward normalisation is fine) or normalise inside each env."
+                "VecNormalize(norm_obs=True) would rescale the one-hot task id that routes every observation to its "
+                "task. Use sb3_qmp.common.normalize.VecNormalizePerTask: it normalises the features only."
+            )
+        if normalize.norm_reward:
+            raise ValueError(
+                "VecNormalize(norm_reward=True) keeps one return statistic for all sub-envs: a task with large rewards "
+                "would rescale every other task's rewards. Use sb3_qmp.common.normalize.VecNormalizePerTask (one "
+                "return statistic per task; rl-zoo3's `normalize:` builds it for sb3-qmp's algorithms)."
             )
 
     def _setup_model(self) -> None:
@@ -304,6 +332,26 @@ class MultiTaskSAC(OffPolicyAlgorithm):
         if action_noise is not None:
             scaled_action = np.clip(scaled_action + action_noise(), -1, 1)
         return self.policy.unscale_action(scaled_action), scaled_action
+
+    def collect_rollouts(
+        self,
+        env: VecEnv,
+        callback: BaseCallback,
+        train_freq: TrainFreq,
+        replay_buffer: ReplayBuffer,
+        action_noise: ActionNoise | None = None,
+        learning_starts: int = 0,
+        log_interval: int | None = None,
+    ) -> RolloutReturn:
+        rollout = super().collect_rollouts(
+            env, callback, train_freq, replay_buffer, action_noise, learning_starts, log_interval
+        )
+        if self.gradient_steps >= 0:
+            return rollout
+        # With gradient_steps=-1, SB3's learn() takes `rollout.episode_timesteps` gradient steps: one per env step
+        # of every sub-env. Ours update every task at once, so count the env steps per task instead.
+        steps, self._env_steps_carry = divmod(self._env_steps_carry + rollout.episode_timesteps, self.num_tasks)
+        return rollout._replace(episode_timesteps=steps)
 
     def _store_transition(
         self,
@@ -456,8 +504,8 @@ class MultiTaskSAC(OffPolicyAlgorithm):
             stats["ent_coef_loss"] = []
         for gradient_step in range(gradient_steps):
             data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
-            features, _ = self.policy.split_obs(data.observations)
-            next_features, _ = self.policy.split_obs(data.next_observations)
+            features, _ = self.policy.split_obs(data.observations, check=False)  # checked when stored
+            next_features, _ = self.policy.split_obs(data.next_observations, check=False)
 
             actions_pi, log_prob = self.actor.action_log_prob(features)
             ent_coef, ent_coef_loss = self._entropy_coef(log_prob)

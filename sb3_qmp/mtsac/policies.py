@@ -23,6 +23,7 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
 from sb3_qmp.common.batched import BatchedMLP, member_layout
+from sb3_qmp.common.multitask_env import one_hot_error
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
@@ -265,11 +266,20 @@ class MultiTaskSACPolicy(BasePolicy):
         )
         return data
 
-    def split_obs(self, obs: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
-        """``(..., D + T)`` observations -> network input ``(..., D')`` and the task id of every row."""
-        tasks = obs[..., self.base_obs_dim :].argmax(dim=-1)
+    def split_obs(self, obs: th.Tensor, check: bool = True) -> tuple[th.Tensor, th.Tensor]:
+        """``(..., D + T)`` observations -> network input ``(..., D')`` and the task id of every row.
+
+        :param obs: observations ending with a one-hot task suffix.
+        :param check: raise ``ValueError`` if a row's suffix is not one-hot (it would be routed to a wrong
+            task). Training skips it: the replay buffer checked every row when it stored it.
+        """
+        suffix = obs[..., self.base_obs_dim :]
+        if check:
+            valid = ((suffix == 0) | (suffix == 1)).all(dim=-1) & (suffix.sum(dim=-1) == 1)
+            if not bool(valid.all()):
+                raise one_hot_error(suffix.cpu().numpy(), valid.cpu().numpy())
         features = obs if self.task_id_input else obs[..., : self.base_obs_dim]
-        return features, tasks
+        return features, suffix.argmax(dim=-1)
 
     def forward(self, obs: th.Tensor, deterministic: bool = False) -> th.Tensor:
         return self._predict(obs, deterministic=deterministic)

@@ -83,7 +83,9 @@ class SharedSAC(MultiTaskSAC):
     :param policy: the policy (``"MlpPolicy"`` = :class:`SharedSACPolicy`) or a multi-task env.
     :param env: the multi-task environment.
     :param gradient_steps_factor: multiply the gradient steps of every update by this (``T`` reproduces the
-        paper's step matching).
+        paper's step matching). With ``gradient_steps=-1`` (one step per env step of each task, see
+        :class:`~sb3_qmp.mtsac.MultiTaskSAC`), ``T`` gives one step per env step of all tasks together, as one
+        SB3 SAC with ``gradient_steps=-1`` on the pooled env.
     :param batch_per_task: ``True``: ``batch_size`` samples of every task per gradient step (``T * batch_size``
         in all); ``False``: ``batch_size`` samples in all, ``batch_size // T`` of every task and one more of
         ``batch_size % T`` tasks drawn at random at every step (the paper's setting, exact for any T).

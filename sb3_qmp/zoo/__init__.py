@@ -9,8 +9,9 @@ Three rl-zoo3 modules are patched in place (idempotently):
 * ``rl_zoo3.exp_manager``: ``ExperimentManager`` reads ``sb3_qmp/hyperparams/<algo>.yml`` for our
   algorithms when no ``-conf`` is given, points :class:`~sb3_qmp.common.callbacks.PerTaskEvalCallback`
   instances created from the YAML at the run folder, leaves that callback out of ``-optimize`` trials
-  (see :func:`without_per_task_eval`), and names the envs a YAML covers when it does not cover the
-  requested one.
+  (see :func:`without_per_task_eval`), names the envs a YAML covers when it does not cover the
+  requested one, and makes the ``normalize:`` key build
+  :class:`~sb3_qmp.common.normalize.VecNormalizePerTask` (per-task reward statistics, one-hot untouched).
 
 :func:`register_zoo` does all three (used by ``python -m sb3_qmp.train`` / ``sb3_qmp.enjoy`` and from
 Python); the start-up hook ``sb3_qmp_zoo_hook`` calls :func:`patch_zoo_module` as each module is
@@ -22,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import os
 import types
 from pathlib import Path
 from typing import Any
@@ -134,6 +136,11 @@ def _yaml_entry(manager: Any) -> dict[str, Any] | None:
     return entry if isinstance(entry, dict) else None
 
 
+def _saved_normalization(manager: Any) -> str:
+    """Where ``ExperimentManager._maybe_normalize`` looks for the statistics of a pretrained agent (``-i``)."""
+    return os.path.join(os.path.dirname(manager.trained_agent), manager.env_name, "vecnormalize.pkl")
+
+
 def patch_experiment_manager(cls: type[Any]) -> None:
     """Patch ``ExperimentManager`` in place (idempotent); other algorithms behave exactly as before."""
     if getattr(cls, _PATCHED, False):
@@ -142,6 +149,7 @@ def patch_experiment_manager(cls: type[Any]) -> None:
     orig_read = cls.read_hyperparameters
     orig_load_trial = cls.load_trial
     orig_setup = cls.setup_experiment
+    orig_maybe_normalize = cls._maybe_normalize
     init_signature = inspect.signature(orig_init)
 
     @functools.wraps(orig_init)
@@ -196,8 +204,22 @@ def patch_experiment_manager(cls: type[Any]) -> None:
                     callback.log_path = self.save_path
         return result
 
+    @functools.wraps(orig_maybe_normalize)
+    def _maybe_normalize(self: Any, env: Any, eval_env: bool) -> Any:
+        if self.algo not in ALGO_PATHS or not self.normalize or os.path.exists(_saved_normalization(self)):
+            return orig_maybe_normalize(self, env, eval_env)  # saved statistics load as the class they were saved as
+        from sb3_qmp.common.normalize import VecNormalizePerTask
+
+        kwargs = dict(self.normalize_kwargs)
+        if eval_env:  # as the zoo does for VecNormalize
+            kwargs.update(norm_reward=False, training=False)
+        if self.verbose > 0:
+            print(f"Per-task normalisation (VecNormalizePerTask): {kwargs}")
+        return VecNormalizePerTask(env, **kwargs)
+
     cls.__init__ = __init__
     cls.read_hyperparameters = read_hyperparameters
+    cls._maybe_normalize = _maybe_normalize
     cls.load_trial = load_trial
     cls.setup_experiment = setup_experiment
     setattr(cls, _PATCHED, True)
