@@ -336,8 +336,9 @@ def write_summary(args: argparse.Namespace) -> dict[str, Any]:
         args.out.mkdir(parents=True, exist_ok=True)
         summary_file.write_text(json.dumps(result, indent=1) + "\n")
         (args.out / "summary.md").write_text(table)
-        for path in plot_runs(runs, str(args.out), metrics, views, args.highlight_task, args.windows):
-            print(path)
+        if not args.no_plots:
+            for path in plot_runs(runs, str(args.out), metrics, views, args.highlight_task, args.windows):
+                print(path)
     return result
 
 
@@ -354,6 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--logs", type=Path, default=Path("logs/paper_comparison"), help="log folder of the grid")
     parser.add_argument("--out", type=Path, default=None, help="write summary.json, summary.md and the PNGs here")
     parser.add_argument("--summarize-only", action="store_true", help="do not train; summarise the finished runs in --logs")
+    parser.add_argument("--no-plots", action="store_true", help="write summary.json and summary.md only (no PNGs)")
     parser.add_argument("--highlight-task", type=int, default=None, help="task emphasised in the per-task figures")
     parser.add_argument(
         "--selection-windows", nargs=2, metavar="START:END", help="early/late windows of the selection matrices"

@@ -86,13 +86,18 @@ DISPLAY_NAMES = {
     "qmp_multihead": "QMP multi-head",
 }
 METRIC_LABELS = {
-    "success": "strict success rate",
-    "success_any_step": "success rate (any step, as the paper)",
+    "success": "success rate, strict",
+    "success_any_step": "success rate, any step (paper)",
     "return": "evaluation return",
     "length": "episode length",
     "stages": "stages completed",
 }
 LINESTYLES = {"own": "-", "mixture": "--"}
+VIEW_TEXT = {
+    "own": "own-policy evaluation",
+    "mixture": "mixture evaluation (own policy where none)",
+    "both": "own-policy (solid) and mixture (dashed) evaluations",
+}
 
 
 def display_name(algo: str) -> str:
@@ -181,6 +186,8 @@ def plot_curves(
     :param highlight_task: task drawn emphasised in the per-task figure and alone in its own figure.
     """
     plt = _pyplot()
+    from matplotlib.ticker import FuncFormatter
+
     env_runs = [run for run in runs if run.env == env]
     if not env_runs:
         raise ValueError(f"No runs of env {env!r}.")
@@ -211,22 +218,24 @@ def plot_curves(
             ax.fill_between(steps, mean - std, mean + std, color=colors[algo], alpha=0.15)
         if unit:
             ax.set_ylim(-0.02, 1.02)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: _steps(x)))
         ax.grid(alpha=0.3)
 
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    fig, ax = plt.subplots(figsize=(6.5, 4.2), layout="constrained")
     draw(ax, None, legend=True)
     ax.set_xlabel("environment steps")
-    ax.set_ylabel(f"{ylabel} (mean over tasks)")
-    ax.set_title(f"{env}: {ylabel}, {view} evaluation")
+    ax.set_ylabel(f"{ylabel}\n(mean over tasks)")
+    ax.set_title(f"{env}, {VIEW_TEXT[view]}", fontsize=10)
     ax.legend(fontsize=8)
-    fig.tight_layout()
     paths.append(os.path.join(output, f"{env}_{metric}{_suffix(view)}.png"))
     fig.savefig(paths[-1], dpi=100)
     plt.close(fig)
 
     cols = min(num_tasks, 5)
     rows = (num_tasks + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.8 * rows + 0.8), squeeze=False, sharex=True, sharey=True)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(3.3 * cols, 2.6 * rows + 1.0), squeeze=False, sharex=True, sharey=True, layout="constrained"
+    )
     for task in range(rows * cols):
         ax = axes[task // cols][task % cols]
         if task >= num_tasks:
@@ -239,23 +248,22 @@ def plot_curves(
             for spine in ax.spines.values():
                 spine.set_linewidth(2.5)
                 spine.set_edgecolor("crimson")
-    fig.legend(loc="lower center", ncol=min(len(drawn), 4), fontsize=7)
-    fig.supxlabel("environment steps", y=0.1 if rows == 1 else 0.06)
-    fig.supylabel(ylabel)
-    fig.suptitle(f"{env}: {ylabel} per task, {view} evaluation")
-    fig.tight_layout(rect=(0, 0.12 if rows == 1 else 0.07, 1, 1))
+    for ax in axes[-1]:
+        ax.set_xlabel("environment steps")
+    fig.legend(loc="outside lower center", ncol=min(len(drawn), 4), fontsize=8)
+    fig.supylabel(ylabel, fontsize=10)
+    fig.suptitle(f"{env}: per task, {VIEW_TEXT[view]}", fontsize=11)
     paths.append(os.path.join(output, f"{env}_per_task_{metric}{_suffix(view)}.png"))
     fig.savefig(paths[-1], dpi=100)
     plt.close(fig)
 
     if highlight_task is not None:
-        fig, ax = plt.subplots(figsize=(6.5, 4.2))
+        fig, ax = plt.subplots(figsize=(6.5, 4.2), layout="constrained")
         draw(ax, highlight_task, legend=True)
         ax.set_xlabel("environment steps")
         ax.set_ylabel(ylabel)
-        ax.set_title(f"{env}: {_task_title(highlight_task, task_names, None)}, {view} evaluation")
+        ax.set_title(f"{env}: {_task_title(highlight_task, task_names, None)}\n{VIEW_TEXT[view]}", fontsize=10)
         ax.legend(fontsize=8)
-        fig.tight_layout()
         paths.append(os.path.join(output, f"{env}_task{highlight_task}_{metric}{_suffix(view)}.png"))
         fig.savefig(paths[-1], dpi=100)
         plt.close(fig)
@@ -315,7 +323,8 @@ def plot_matrices(
 
 
 def _steps(value: float) -> str:
-    return f"{value / 1e6:g}M" if value >= 1e6 else f"{value / 1e3:g}k" if value >= 1e3 else f"{value:g}"
+    """Env steps for axes and titles: 0, 500, 20k, 1.5M."""
+    return f"{value / 1e6:g}M" if abs(value) >= 1e6 else f"{value / 1e3:g}k" if abs(value) >= 1e3 else f"{value:g}"
 
 
 def plot_selection(

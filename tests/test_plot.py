@@ -130,7 +130,9 @@ def fake_logs(tmp_path: Path) -> Path:
     )
     write_npz(
         root / "separated" / f"{ENV}_1",
-        own=dict(successes=[[0, 0, 0]] * 3, successes_any_step=[[0, 0, 0], [0, 1, 0], [0, 1, 0]], stages_completed=[[0, 1, 2]] * 3),
+        own=dict(
+            successes=[[0, 0, 0]] * 3, successes_any_step=[[0, 0, 0], [0, 1, 0], [0, 1, 0]], stages_completed=[[0, 1, 2]] * 3
+        ),
     )
     write_npz(root / "dnc" / f"{ENV}_1", own=dict(successes=[[0, 0, 0], [0, 1, 0], [1, 1, 0]]))  # old schema
     return root
@@ -187,18 +189,20 @@ def test_old_and_new_schema_are_read(fake_logs: Path) -> None:
     np.testing.assert_allclose(qmp.values("success_any_step", "mixture")[0], [1, 1, 0])
     assert runs[("separated", False)].values("stages")[0].tolist() == [0, 1, 2]
     assert sorted(old.curves["own"]) == ["length", "return", "success"]  # old file: own strict only
-    with pytest.raises(KeyError, match="no own success_any_step .*'successes_any_step'"):
+    with pytest.raises(KeyError, match=r"no own success_any_step .*'successes_any_step'"):
         old.values("success_any_step")
     assert qmp.selection_counts is not None and qmp.selection_counts.shape == (3, 3, 3)
 
 
 def test_curves_of_both_modes_and_metrics(fake_logs: Path, tmp_path: Path, figures: dict[str, Figure]) -> None:
-    argv = [str(fake_logs), "-o", str(tmp_path), "--no-heatmaps", "--metric", "success_any_step", "success"]
-    paths = main([*argv, "--mode", "own", "mixture", "both", "--highlight-task", "2"])
-    names = {Path(p).name for p in paths}
-    for metric in ("success_any_step", "success"):
-        for sfx in ("", "_mixture", "_both"):
-            assert {f"{ENV}_{metric}{sfx}.png", f"{ENV}_per_task_{metric}{sfx}.png", f"{ENV}_task2_{metric}{sfx}.png"} <= names
+    argv = [str(fake_logs), "-o", str(tmp_path), "--no-heatmaps", "--metric"]
+    paths = main([*argv, "success_any_step", "--mode", "mixture", "both", "--highlight-task", "2"])
+    paths += main([*argv, "success", "stages"])
+    names = sorted(Path(p).name for p in paths)
+    expected = [
+        f"{ENV}_{kind}success_any_step{sfx}.png" for kind in ("", "per_task_", "task2_") for sfx in ("_mixture", "_both")
+    ]
+    assert names == sorted([*expected, *(f"{ENV}_{kind}{m}.png" for kind in ("", "per_task_") for m in ("success", "stages"))])
     for path in paths:
         _assert_png(path)
 
