@@ -225,11 +225,13 @@ def collect(args: argparse.Namespace) -> tuple[list[Run], list[dict[str, Any]], 
     if not args.logs.is_dir():
         raise FileNotFoundError(f"Log folder {str(args.logs)!r} does not exist.")
     runs, infos, missing = [], [], []
+    legacy = [algo for algo in args.algos if (args.logs / algo).is_dir()]
     for seed in args.seeds:
         for algo in args.algos:
             grid = grid_run(args, algo, seed)
             if grid.state != "finished":
-                missing.append(f"{grid.name} ({grid.state})")
+                if algo not in legacy:  # earlier layout: which seeds ran is not recorded
+                    missing.append(f"{grid.name} ({grid.state})")
                 continue
             assert grid.path is not None and grid.record is not None
             run = run_from_npz(str(grid.path / EVAL_FILE), algo, args.env, seed)
@@ -239,11 +241,10 @@ def collect(args: argparse.Namespace) -> tuple[list[Run], list[dict[str, Any]], 
             runs.append(run)
             infos.append({"path": str(grid.path), **grid.record})
     # Earlier versions of this script trained every seed in LOGS/<algo>/<env>_<n>/ (seed not recorded).
-    for algo in args.algos:
-        if (args.logs / algo).is_dir():
-            for run in find_runs([str(args.logs / algo)], algos=[algo], envs=[args.env]):
-                runs.append(run)
-                infos.append({"algo": algo, "seed": None, "path": run.path, "command": None, "wall_time_s": None})
+    for algo in legacy:
+        for run in find_runs([str(args.logs / algo)], algos=[algo], envs=[args.env]):
+            runs.append(run)
+            infos.append({"algo": algo, "seed": None, "path": run.path, "command": None, "wall_time_s": None})
     return runs, infos, missing
 
 

@@ -392,6 +392,10 @@ def plot_runs(
     for env in sorted({run.env for run in runs}):
         for metric in metrics:
             for view in views:
+                if view != "own" and not any(run.env == env and run.has(metric, "mixture") for run in runs):
+                    # It would repeat the own-policy figure.
+                    _note(f"No mixture {metric} recorded on {env}: no {view} figure of it (the own one has it all).")
+                    continue
                 paths += plot_curves(runs, env, output, metric, view, highlight_task)
         if heatmaps:
             paths += plot_selection(runs, env, output, windows)

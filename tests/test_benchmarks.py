@@ -311,6 +311,7 @@ def test_paper_comparison_summarizes_plain_zoo_layout(tmp_path: pathlib.Path) ->
     assert strict["steps_to_threshold"] == [2000.0, 3000.0]
     assert separated["metrics"]["own"]["success"]["steps_to_threshold"] == [None]
     assert strict["final_per_task"] == [1.0, 1.0] and separated["metrics"]["own"]["success"]["final_per_task"] == [1.0, 0.0]
+    assert result["missing"] == []  # the earlier layout does not record seeds: nothing is called missing
     files = {p.name for p in (tmp_path / "out").iterdir()}
     assert {"summary.json", "summary.md", f"{ENV}_success.png"} <= files
     assert (

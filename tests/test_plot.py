@@ -194,10 +194,15 @@ def test_old_and_new_schema_are_read(fake_logs: Path) -> None:
     assert qmp.selection_counts is not None and qmp.selection_counts.shape == (3, 3, 3)
 
 
-def test_curves_of_both_modes_and_metrics(fake_logs: Path, tmp_path: Path, figures: dict[str, Figure]) -> None:
+def test_curves_of_both_modes_and_metrics(
+    fake_logs: Path, tmp_path: Path, figures: dict[str, Figure], capsys: pytest.CaptureFixture[str]
+) -> None:
     argv = [str(fake_logs), "-o", str(tmp_path), "--no-heatmaps", "--metric"]
     paths = main([*argv, "success_any_step", "--mode", "mixture", "both", "--highlight-task", "2"])
     paths += main([*argv, "success", "stages"])
+    capsys.readouterr()
+    assert main([*argv, "stages", "--mode", "both"]) == []  # no mixture stages: it would repeat the own figure
+    assert "No mixture stages recorded on MultiGoalPoint-v0: no both figure" in capsys.readouterr().err
     names = sorted(Path(p).name for p in paths)
     expected = [
         f"{ENV}_{kind}success_any_step{sfx}.png" for kind in ("", "per_task_", "task2_") for sfx in ("_mixture", "_both")
