@@ -462,8 +462,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--algos", nargs="+", help="only these algorithms")
     parser.add_argument("--envs", nargs="+", help="only these env ids")
-    parser.add_argument("--metric", nargs="+", choices=list(METRICS), default=["success"], help="metric(s) of the curves")
-    parser.add_argument("--mode", nargs="+", choices=list(VIEWS), default=["own"], help="evaluation mode(s) of the curves")
+    parser.add_argument(
+        "--metric",
+        nargs="+",
+        choices=list(METRICS),
+        default=["success"],
+        metavar="METRIC",
+        help="metric(s) of the curves: " + ", ".join(METRICS),
+    )
+    parser.add_argument(
+        "--mode",
+        nargs="+",
+        choices=list(VIEWS),
+        default=["own"],
+        metavar="MODE",
+        help="evaluation mode(s): own, mixture, both",
+    )
     parser.add_argument(
         "--highlight-task", type=int, default=None, metavar="I", help="emphasise task I (e.g. 3, Reacher's sparse task)"
     )
