@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import pathlib
+import shlex
 import sys
+import zipfile
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import pytest
@@ -61,39 +65,259 @@ def test_env_speed_measures_each_env() -> None:
     assert all(rate > 0 for rate in result.values())
 
 
-def _write_run(folder: pathlib.Path, algo: str, seed: int, successes: list[list[float]]) -> None:
-    """A fake rl-zoo3 run folder with a PerTaskEvalCallback file: successes (evaluations x tasks), 2 episodes each."""
-    run_dir = folder / algo / f"MultiGoalPoint-v0_{seed}"
-    run_dir.mkdir(parents=True)
-    success = np.repeat(np.array(successes)[:, :, None], 2, axis=2)
-    np.savez(
-        run_dir / "evaluations_per_task.npz",
-        timesteps=np.arange(1, len(successes) + 1) * 1000,
-        returns=-10 * (1 - success),
-        successes=success,
-        lengths=np.full(success.shape, 30),
-        task_names=np.array(["a", "b"]),
+ENV = "MultiGoalPoint-v0"
+STEPS = [1000, 2000, 3000]
+
+
+def _episodes(values: list[list[float]]) -> np.ndarray:
+    """Per-task rates (evaluations x tasks) as PerTaskEvalCallback arrays (evaluations x tasks x 2 episodes)."""
+    return np.repeat(np.array(values, dtype=float)[:, :, None], 2, axis=2)
+
+
+def _write_run(
+    run_dir: pathlib.Path, own: dict[str, list[list[float]]], mixture: dict[str, list[list[float]]] | None = None
+) -> None:
+    """A fake PerTaskEvalCallback file. ``own``/``mixture``: npz key (without ``mixture_``) -> per-task rates.
+
+    Only ``successes`` in ``own``: the old schema; anything more: the new one (with ``eval_modes``).
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    arrays: dict[str, Any] = {key: _episodes(v) for key, v in own.items()}
+    steps = STEPS[: len(own["successes"])]
+    arrays.update(timesteps=np.array(steps), task_names=np.array(["a", "b"]))
+    arrays.update(returns=-10 * (1 - arrays["successes"]), lengths=np.full(arrays["successes"].shape, 30))
+    if len(own) > 1 or mixture:
+        arrays["eval_modes"] = np.array(["own", "mixture"] if mixture else ["own"])
+    for key, v in (mixture or {}).items():
+        arrays[f"mixture_{key}"] = _episodes(v)
+    if mixture:
+        arrays.update(mixture_returns=arrays["returns"], mixture_lengths=arrays["lengths"])
+    np.savez(run_dir / "evaluations_per_task.npz", **arrays)
+
+
+def _write_grid_run(logs: pathlib.Path, algo: str, seed: int, n: int = 3000, **series: Any) -> pathlib.Path:
+    """A finished run of paper_comparison's grid: LOGS/seed_<s>/<algo>/<env>_1/ with its run_finished.json."""
+    run_dir = logs / f"seed_{seed}" / algo / f"{ENV}_1"
+    _write_run(run_dir, **series)
+    record = {
+        "algo": algo,
+        "seed": seed,
+        "n_timesteps": n,
+        "params": None,
+        "command": f"train {algo} {seed}",
+        "wall_time_s": 60.0 + seed,
+    }
+    (run_dir / "run_finished.json").write_text(json.dumps(record))
+    return run_dir
+
+
+QMP_SEEDS = [
+    dict(
+        own=dict(
+            successes=[[0, 0], [0.5, 0.5], [1, 1]],
+            successes_any_step=[[0.5, 1], [1, 1], [1, 1]],
+            stages_completed=[[0, 1], [1, 2], [3, 3]],
+        ),
+        mixture=dict(successes=[[0, 0], [1, 1], [1, 1]], successes_any_step=[[1, 1], [1, 1], [1, 1]]),
+    ),
+    dict(
+        own=dict(
+            successes=[[0, 0], [0, 0], [0.5, 0]],
+            successes_any_step=[[0, 0], [0.5, 1], [1, 1]],
+            stages_completed=[[0, 0], [1, 1], [2, 3]],
+        ),
+        mixture=dict(successes=[[0, 0], [0, 0], [1, 1]], successes_any_step=[[0, 0], [1, 1], [1, 1]]),
+    ),
+]
+SEPARATED_ANY_STEP = [[[0, 0], [0, 1], [0, 1]], [[0, 0], [0, 0], [1, 0]]]
+
+
+def test_paper_comparison_tables_both_metrics_and_modes(tmp_path: pathlib.Path) -> None:
+    comparison = load_script("paper_comparison")
+    logs, out = tmp_path / "logs", tmp_path / "out"
+    for seed in (0, 1):
+        _write_grid_run(logs, "qmp", seed, **QMP_SEEDS[seed])
+        zeros = [[0.0, 0.0]] * 3
+        _write_grid_run(logs, "separated", seed, own=dict(successes=zeros, successes_any_step=SEPARATED_ANY_STEP[seed]))
+    _write_grid_run(logs, "dnc", 0, own=dict(successes=[[0, 0], [1, 0], [1, 1]]))  # old schema: strict own only
+    _write_grid_run(logs, "dnc", 1, own=dict(successes=[[0, 0], [0, 0], [1, 1]], successes_any_step=[[0, 0], [1, 1], [1, 1]]))
+    (logs / "seed_0" / "shared" / f"{ENV}_1").mkdir(parents=True)  # started, never finished; seed 1 never started
+    argv = ["--env", ENV, "--algos", "qmp", "separated", "dnc", "shared", "--seeds", "0", "1"]
+    result = comparison.main([*argv, "--logs", str(logs), "--out", str(out), "--summarize-only", "--no-plots"])
+
+    assert result["missing"] == ["shared seed 0 (unfinished)", "shared seed 1 (missing)"]
+    assert result["finished"] == [
+        "qmp seed 0",
+        "separated seed 0",
+        "dnc seed 0",
+        "qmp seed 1",
+        "separated seed 1",
+        "dnc seed 1",
+    ]
+    qmp = result["summary"]["qmp"]["metrics"]
+    any_step, strict = qmp["own"]["success_any_step"], qmp["own"]["success"]
+    np.testing.assert_allclose(any_step["mean"], [0.375, 0.875, 1.0])
+    np.testing.assert_allclose(any_step["std"], [0.375, 0.125, 0.0])
+    assert any_step["steps_to_threshold"] == [2000.0, 3000.0] and any_step["steps_to_threshold_of_mean"] == 3000.0
+    assert (strict["final_mean"], strict["final_std"]) == (0.625, 0.375)
+    assert strict["steps_to_threshold"] == [3000.0, None] and strict["steps_to_threshold_of_mean"] is None
+    assert strict["final_per_task"] == [0.75, 0.5]
+    assert qmp["mixture"]["success_any_step"]["steps_to_threshold"] == [1000.0, 2000.0]
+    assert qmp["mixture"]["success"]["steps_to_threshold"] == [2000.0, 3000.0]
+    assert qmp["own"]["stages"]["final_per_task"] == [2.5, 3.0] and qmp["own"]["stages"]["final_per_task_std"] == [0.5, 0.0]
+    separated = result["summary"]["separated"]["metrics"]
+    assert "mixture" not in separated and separated["own"]["success_any_step"]["final_per_task"] == [0.5, 0.5]
+    # dnc: one old file (strict only) and one new: the any-step series is left out, and said so.
+    assert set(result["summary"]["dnc"]["metrics"]["own"]) == {"success", "return", "length"}
+    assert result["summary"]["dnc"]["incomplete"] == ["own success_any_step: 1 of 2 seeds"]
+    # Orderings: by final success; the mixture ordering uses the own policy of methods without a mixture.
+    order = {
+        (m, mode): [(r["algo"], r["mode"]) for r in rows] for m, by in result["orderings"].items() for mode, rows in by.items()
+    }
+    assert order[("success_any_step", "own")] == [("qmp", "own"), ("separated", "own")]
+    assert order[("success_any_step", "mixture")] == [("qmp", "mixture"), ("separated", "own")]
+    assert order[("success", "own")] == [("dnc", "own"), ("qmp", "own"), ("separated", "own")]
+
+    md = (out / "summary.md").read_text()
+    assert "| QMP | own | 2 | 1.00 ± 0.00 | 2k, 3k (mean curve: 3k) | 0.62 ± 0.38 | 3k, never (mean curve: never) |" in md
+    assert "| QMP | mixture | 2 | 1.00 ± 0.00 | 1k, 2k (mean curve: 2k) | 1.00 ± 0.00 | 2k, 3k (mean curve: 3k) |" in md
+    assert "| DnC | own | 2 | n/a | n/a | 1.00 ± 0.00 | 3k, 3k (mean curve: 3k) |" in md
+    assert "some seeds lack them (older files): DnC: own success_any_step: 1 of 2 seeds." in md
+    assert "- any-step success (paper), mixture: QMP 1.00 > Separated (own) 0.50" in md
+    assert "- strict success, own: DnC 1.00 > QMP 0.62 > Separated 0.00" in md
+    assert "| QMP | own | 1.00 / 0.75 | 1.00 / 0.50 |" in md  # per task: any-step / strict
+    assert "| QMP | own | 2.50 ± 0.50 | 3.00 ± 0.00 |" in md  # stages
+    assert "| Separated | 1 | 3000 | 61 s | `train separated 1` |" in md
+    assert "**Not finished yet (2):** shared seed 0 (unfinished), shared seed 1 (missing)" in md
+
+    saved = json.loads((out / "summary.json").read_text())
+    qmp0 = next(r for r in saved["runs"] if r["algo"] == "qmp" and r["seed"] == 0)
+    assert qmp0["curves"]["mixture"]["success_any_step"] == [[1, 1], [1, 1], [1, 1]] and qmp0["wall_time_s"] == 60.0
+    assert not list(out.glob("*.png"))  # --no-plots
+
+
+def test_paper_comparison_figures_redrawn_from_the_summary(tmp_path: pathlib.Path) -> None:
+    from sb3_qmp.plot import main as plot_main
+
+    comparison = load_script("paper_comparison")
+    logs, out = tmp_path / "logs", tmp_path / "out"
+    qmp = {key: {k: v for k, v in value.items() if k != "stages_completed"} for key, value in QMP_SEEDS[0].items()}
+    _write_grid_run(logs, "qmp", 0, **qmp)
+    _write_grid_run(logs, "dnc", 0, own=dict(successes=[[0, 0], [1, 0], [1, 1]]))
+    argv = ["--env", ENV, "--algos", "qmp", "dnc", "--seeds", "0", "--logs", str(logs), "--out", str(out)]
+    comparison.main([*argv, "--summarize-only"])
+    drawn = sorted(p.name for p in out.glob("*.png"))
+    # Both success metrics, own alone and own + mixture overlaid.
+    kinds, metrics, views = ("", "per_task_"), ("success", "success_any_step"), ("", "_both")
+    assert drawn == sorted(f"{ENV}_{kind}{m}{sfx}.png" for kind in kinds for m in metrics for sfx in views)
+    # The JSON keeps every run's curves: the plot CLI redraws the same figures from it alone.
+    redraw = shlex.split(json.loads((out / "summary.json").read_text())["plot_command"])
+    assert redraw[:5] == ["python", "-m", "sb3_qmp.plot", "--from-summary", str(out / "summary.json")]
+    for png in out.glob("*.png"):
+        png.unlink()
+    assert sorted(pathlib.Path(p).name for p in plot_main(redraw[3:])) == drawn
+
+
+FAKE_TRAIN = r"""
+import json, os, sys, zipfile
+import numpy as np
+folder, algo, env, n, behaviour, record = sys.argv[1:7]
+with open(record, "a") as f:
+    f.write(json.dumps({"algo": algo, "folder": folder, "nice": os.nice(0), "omp": os.environ.get("OMP_NUM_THREADS")}) + "\n")
+run = os.path.join(folder, algo, env + "_1")
+os.makedirs(run, exist_ok=True)
+steps = int(n) // 2 if behaviour == "interrupted" else int(n)  # rl-zoo3 saves the model when interrupted, exit 0
+success = np.ones((2, 2, 2))
+success[0] = 0
+np.savez(os.path.join(run, "evaluations_per_task.npz"), timesteps=np.array([steps // 2, steps]), returns=success,
+         successes=success, successes_any_step=success, lengths=success, task_names=np.array(["a", "b"]))
+with zipfile.ZipFile(os.path.join(run, env + ".zip"), "w") as z:
+    z.writestr("data", json.dumps({"num_timesteps": steps}))
+sys.exit(3 if behaviour == "crash" else 0)  # a crash after the last save: files complete, exit code not 0
+"""
+
+
+def test_paper_comparison_resumes_a_grid(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    comparison = load_script("paper_comparison")
+    logs, out, calls = tmp_path / "logs", tmp_path / "out", tmp_path / "calls.jsonl"
+    behaviours = {("separated", 1): "interrupted", ("qmp", 2): "crash"}
+
+    def fake_command(args: Any, algo: str, seed: int) -> list[str]:
+        folder = str(comparison.seed_folder(args.logs, seed))
+        behaviour = behaviours.get((algo, seed), "ok")
+        return [sys.executable, "-c", FAKE_TRAIN, folder, algo, args.env, str(args.n_timesteps), behaviour, str(calls)]
+
+    monkeypatch.setattr(comparison, "train_command", fake_command)
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")  # the runs must get one thread whatever the caller has
+    summaries = []
+    write_summary = comparison.write_summary
+    monkeypatch.setattr(comparison, "write_summary", lambda args: summaries.append(1) or write_summary(args))
+    finished_before = _write_grid_run(logs, "qmp", 0, n=1000, own=dict(successes=[[0, 0], [1, 1]]))
+    stale = logs / "seed_0" / "separated" / f"{ENV}_1"
+    _write_run(stale, own=dict(successes=[[0, 0]]))  # an interrupted earlier attempt
+    (stale / "stale.txt").write_text("x")
+    argv = ["--env", ENV, "--algos", "qmp", "separated", "--seeds", "0", "1", "2", "-n", "1000", "--jobs", "2"]
+    argv += ["--logs", str(logs), "--out", str(out), "--no-plots", "--poll", "0.05"]
+    result = comparison.main(argv)
+
+    started = [json.loads(line) for line in calls.read_text().splitlines()]
+    assert sorted((c["algo"], c["folder"][-1]) for c in started) == [
+        ("qmp", "1"),
+        ("qmp", "2"),
+        ("separated", "0"),
+        ("separated", "1"),
+        ("separated", "2"),
+    ]  # the finished qmp seed 0 is skipped
+    # Every run under nice with one thread; the unfinished folder was cleared before its re-run.
+    assert all(c["nice"] == min(19, os.nice(0) + 10) and c["omp"] == "1" for c in started)
+    assert not (stale / "stale.txt").exists() and (stale / "run_finished.json").is_file()
+    assert result["missing"] == ["separated seed 1 (unfinished)", "qmp seed 2 (unfinished)"]
+    assert result["finished"] == ["qmp seed 0", "separated seed 0", "qmp seed 1", "separated seed 2"]
+    record = json.loads((logs / "seed_1" / "qmp" / f"{ENV}_1" / "run_finished.json").read_text())
+    assert record["command"].startswith("OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 nice -n 10 ")
+    assert record["wall_time_s"] > 0 and record["num_timesteps"] == 1000 and record["n_timesteps"] == 1000
+    assert result["seconds"]["qmp seed 1"] == record["wall_time_s"]
+    assert len(summaries) == 3 + 1  # after each of the 3 runs finished here, and at the end
+    assert json.loads((out / "summary.json").read_text())["missing"] == result["missing"]
+    assert (finished_before / "run_finished.json").read_text() == json.dumps(
+        {"algo": "qmp", "seed": 0, "n_timesteps": 1000, "params": None, "command": "train qmp 0", "wall_time_s": 60.0}
     )
 
+    # Resuming again runs only what is still missing.
+    behaviours.clear()
+    calls.unlink()
+    result = comparison.main(argv)
+    assert sorted(json.loads(line)["algo"] for line in calls.read_text().splitlines()) == ["qmp", "separated"]
+    assert result["missing"] == [] and len(result["runs"]) == 6
+    # Finished runs of other settings are never mixed in.
+    with pytest.raises(SystemExit, match=r"finished with -n 1000 .*not -n 2000"):
+        comparison.main([*argv, "-n", "2000"])
 
-def test_paper_comparison_summarizes_seeds(tmp_path: pathlib.Path) -> None:
+
+def test_paper_comparison_summarizes_plain_zoo_layout(tmp_path: pathlib.Path) -> None:
     comparison = load_script("paper_comparison")
     logs = tmp_path / "logs"
-    _write_run(logs, "qmp", 1, [[0.0, 0.5], [1.0, 1.0], [1.0, 1.0]])
-    _write_run(logs, "qmp", 2, [[0.0, 0.0], [0.5, 1.0], [1.0, 1.0]])
-    _write_run(logs, "separated", 1, [[0.0, 0.0], [0.5, 0.0], [1.0, 0.0]])
-    argv = ["--env", "MultiGoalPoint-v0", "--algos", "qmp", "separated", "--logs", str(logs), "--summarize-only"]
+    _write_run(logs / "qmp" / f"{ENV}_1", own=dict(successes=[[0.0, 0.5], [1.0, 1.0], [1.0, 1.0]]))
+    _write_run(logs / "qmp" / f"{ENV}_2", own=dict(successes=[[0.0, 0.0], [0.5, 1.0], [1.0, 1.0]]))
+    _write_run(logs / "separated" / f"{ENV}_1", own=dict(successes=[[0.0, 0.0], [0.5, 0.0], [1.0, 0.0]]))
+    argv = ["--env", ENV, "--algos", "qmp", "separated", "--logs", str(logs), "--summarize-only"]
     result = comparison.main([*argv, "--out", str(tmp_path / "out")])
 
     qmp, separated = result["summary"]["qmp"], result["summary"]["separated"]
-    assert qmp["seeds"] == 2 and qmp["timesteps"] == [1000, 2000, 3000]
-    np.testing.assert_allclose(qmp["mean_success"], [0.125, 0.875, 1.0])
-    np.testing.assert_allclose(qmp["std_success"], [0.125, 0.125, 0.0])
-    assert qmp["steps_to_threshold"] == [2000.0, 3000.0] and separated["steps_to_threshold"] == [None]
-    assert qmp["final_per_task"] == [1.0, 1.0] and separated["final_per_task"] == [1.0, 0.0]
+    strict = qmp["metrics"]["own"]["success"]
+    assert qmp["seeds"] == 2 and strict["timesteps"] == [1000, 2000, 3000] and qmp["seed_ids"] == [None, None]
+    np.testing.assert_allclose(strict["mean"], [0.125, 0.875, 1.0])
+    np.testing.assert_allclose(strict["std"], [0.125, 0.125, 0.0])
+    assert strict["steps_to_threshold"] == [2000.0, 3000.0]
+    assert separated["metrics"]["own"]["success"]["steps_to_threshold"] == [None]
+    assert strict["final_per_task"] == [1.0, 1.0] and separated["metrics"]["own"]["success"]["final_per_task"] == [1.0, 0.0]
+    assert result["missing"] == []  # the earlier layout does not record seeds: nothing is called missing
     files = {p.name for p in (tmp_path / "out").iterdir()}
-    assert {"summary.json", "summary.md", "MultiGoalPoint-v0_success.png"} <= files
-    assert "| qmp | 2 | 1.00 ± 0.00 |" in (tmp_path / "out" / "summary.md").read_text()
+    assert {"summary.json", "summary.md", f"{ENV}_success.png"} <= files
+    assert (
+        "| QMP | own | 2 | n/a | n/a | 1.00 ± 0.00 | 2k, 3k (mean curve: 3k) |"
+        in (tmp_path / "out" / "summary.md").read_text()
+    )
 
 
 def test_paper_comparison_reports_an_info_key_of_the_final_models(tmp_path: pathlib.Path) -> None:
@@ -101,21 +325,29 @@ def test_paper_comparison_reports_an_info_key_of_the_final_models(tmp_path: path
 
     comparison = load_script("paper_comparison")
     logs = tmp_path / "logs"
-    _write_run(logs, "qmp", 1, [[0.0, 0.5], [1.0, 1.0]])
-    model = QMP(make_multitask_vec_env("MultiGoalPoint-v0", seed=0), learning_starts=20, batch_size=8, seed=0)
+    _write_run(logs / "qmp" / f"{ENV}_1", own=dict(successes=[[0.0, 0.5], [1.0, 1.0]]))
+    model = QMP(make_multitask_vec_env(ENV, seed=0), learning_starts=20, batch_size=8, seed=0)
     model.learn(40)
-    model.save(logs / "qmp" / "MultiGoalPoint-v0_1" / "MultiGoalPoint-v0.zip")
-    argv = ["--env", "MultiGoalPoint-v0", "--algos", "qmp", "--logs", str(logs), "--summarize-only"]
+    model.save(logs / "qmp" / f"{ENV}_1" / f"{ENV}.zip")
+    argv = ["--env", ENV, "--algos", "qmp", "--logs", str(logs), "--summarize-only"]
     result = comparison.main([*argv, "--final-info-key", "task_id", "--final-episodes", "2"])
     # Each task's own policy ran in an env of that task: the info key read back is the task index.
-    assert result["summary"]["qmp"]["final_info"] == [[0.0, 1.0, 2.0, 3.0]]
-    assert result["summary"]["qmp"]["final_info_key"] == "task_id"
+    assert result["final_info"] == {"key": "task_id", "values": {"qmp": [[0.0, 1.0, 2.0, 3.0]]}}
+    # What the grid reads to tell a finished run from one interrupted (and saved) early:
+    assert comparison.saved_num_timesteps(logs / "qmp" / f"{ENV}_1" / f"{ENV}.zip") == model.num_timesteps >= 40
+    assert comparison.saved_num_timesteps(tmp_path / "missing.zip") is None
+    with zipfile.ZipFile(tmp_path / "bad.zip", "w") as archive:
+        archive.writestr("data", "{}")
+    assert comparison.saved_num_timesteps(tmp_path / "bad.zip") is None
 
 
-def test_paper_comparison_without_runs_is_a_clear_error(tmp_path: pathlib.Path) -> None:
+def test_paper_comparison_errors(tmp_path: pathlib.Path) -> None:
     comparison = load_script("paper_comparison")
     (tmp_path / "logs").mkdir()
-    with pytest.raises(SystemExit, match=r"No per-task evaluations of \['qmp'\] on MultiGoalPoint-v0"):
-        comparison.main(["--env", "MultiGoalPoint-v0", "--algos", "qmp", "--logs", str(tmp_path / "logs"), "--summarize-only"])
+    argv = ["--env", ENV, "--algos", "qmp", "--logs", str(tmp_path / "logs"), "--summarize-only"]
+    with pytest.raises(SystemExit, match=r"No finished per-task evaluations of \['qmp'\] on MultiGoalPoint-v0"):
+        comparison.main(argv)
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        comparison.main(["--env", "MultiGoalPoint-v0", "--logs", str(tmp_path / "nowhere"), "--summarize-only"])
+        comparison.main(["--env", ENV, "--logs", str(tmp_path / "nowhere"), "--summarize-only"])
+    with pytest.raises(SystemExit, match="START:END"):
+        comparison.main([*argv, "--selection-windows", "0:1k", "oops"])
