@@ -1,21 +1,23 @@
 """Meta-World door & drawer: four Sawyer manipulation tasks in one shared scene (the paper's Meta-World set).
 
-One table holds a drawer (right, ``x`` near 0.45) and a door (left, ``x`` in ``[0, 0.1]``), built at run
-time from metaworld 3.1.1's own asset files (see :mod:`sb3_qmp.envs.metaworld_scene`). Every task runs
-in the same scene, so the policy has to find out from the task one-hot which object to handle:
+One table holds a drawer (right, base ``x`` in ``[0.3, 0.4]``) and a door (left, base ``x`` in
+``[-0.1, 0]``), built at run time from metaworld 3.1.1's own asset files (see
+:mod:`sb3_qmp.envs.metaworld_scene`). Every task runs in the same scene, so the policy has to find out
+from the task one-hot which object to handle. Positions are the authors' (SPEC 7), not metaworld's:
 
-====  ============  ============================  =================================================
-task  name          reward & success (metaworld)  object placed at reset (its base position)
-====  ============  ============================  =================================================
-0     door-open     ``SawyerDoorEnvV3``           door, closed; x in [0, 0.1], y in [0.85, 0.95]
-1     door-close    ``SawyerDoorCloseEnvV3``      door, open; same range
-2     drawer-open   ``SawyerDrawerOpenEnvV3``     drawer, closed; x in [0.4, 0.5], y = 0.9
-3     drawer-close  ``SawyerDrawerCloseEnvV3``    drawer, pulled out; same range
-====  ============  ============================  =================================================
+====  ============  ============================  ================================================  ================
+task  name          reward & success (metaworld)  object placed at reset (its base position)        hand start
+====  ============  ============================  ================================================  ================
+0     door-open     ``SawyerDoorEnvV3``           door, closed; x in [-0.1, 0], y in [0.85, 0.95]   (0, 0.6, 0.2)
+1     door-close    ``SawyerDoorCloseEnvV3``      door, open; same range                            (-0.6, 0.6, 0.2)
+2     drawer-open   ``SawyerDrawerOpenEnvV3``     drawer, closed; x in [0.3, 0.4], y = 0.9          (0, 0.6, 0.2)
+3     drawer-close  ``SawyerDrawerCloseEnvV3``    drawer, pulled out; same range                    (0, 0.6, 0.2)
+====  ============  ============================  ================================================  ================
 
-Each task is a subclass of metaworld's v3 class pointed at the combined model, so rewards, success,
-hand start and goals are metaworld's. The object a task does not use stays closed where the scene
-puts it (:data:`~sb3_qmp.envs.metaworld_scene.DRAWER_POS`, :data:`~sb3_qmp.envs.metaworld_scene.DOOR_POS`).
+Each task is a subclass of metaworld's v3 class pointed at the combined model, with the object range
+above (and door-close's hand start), so rewards, success and goals are metaworld's. The object a task
+does not use stays closed where the scene puts it: the door at x = -0.1, the drawer at x = 0.4
+(:data:`~sb3_qmp.envs.metaworld_scene.DOOR_POS`, :data:`~sb3_qmp.envs.metaworld_scene.DRAWER_POS`).
 
 Observation (21 float32 numbers, no previous-frame copy; quaternions in MuJoCo's ``w, x, y, z`` order):
 
@@ -32,9 +34,15 @@ index    content
 =======  ==========================================================
 
 Each task has 50 object-position variations, drawn once from a generator seeded with
-``(variation_seed, task_id)`` (as metaworld's benchmarks fix their task lists); every reset picks one of
-them with the env's ``np_random``. Metaworld's own 500-step truncation is switched off: the time limit
-(500 steps) comes from the gym registration of ``MetaWorldDoorDrawer-v0``.
+``(seed, task_id)`` (as metaworld's benchmarks fix their task lists), where ``seed`` is
+``variation_seed`` (the run's seed) for ``variation_set="train"`` and ``variation_seed + 100`` for the
+separate evaluation set ``variation_set="eval"`` (the authors' protocol); every reset picks one of them
+with the env's ``np_random``.
+
+Success: ``info["is_success"]`` is metaworld's success at the current step (strict: at the end of an
+episode, success at its last step); ``info["success_any_step"]`` is True once it has been set at any
+step of the episode (the authors' metric). Metaworld's own 500-step truncation is switched off: the
+time limit (500 steps) comes from the gym registration of ``MetaWorldDoorDrawer-v0``.
 """
 
 from __future__ import annotations
