@@ -21,6 +21,46 @@ import sb3_qmp  # noqa: F401  (registers the env ids)
 from sb3_qmp.envs.maze import TASK_CELLS, MazeNavigationEnv, make_env
 
 NUM_TASKS = 10
+#: D4RL's LARGE_MAZE (d4rl/pointmaze/maze_model.py), row by row: '#' wall, 'O' free, 'G' its default goal.
+D4RL_LARGE_MAZE = [
+    "############",
+    "#OOOO#OOOOO#",
+    "#O##O#O#O#O#",
+    "#OOOOOO#OOO#",
+    "#O####O###O#",
+    "#OO#O#OOOOO#",
+    "##O#O#O#O###",
+    "#OO#OOO#OGO#",
+    "############",
+]
+#: The authors' task file (qmp environments/maze/asset/large/large_10t_train_goals.csv): the ball's D4RL
+#: qpos at start and goal, per task.
+AUTHORS_QPOS = [
+    ((1, 3), (5, 8)),
+    ((1, 10), (2, 4)),
+    ((4, 1), (1, 7)),
+    ((7, 4), (4, 10)),
+    ((1, 3), (7, 4)),
+    ((1, 7), (7, 10)),
+    ((5, 4), (7, 9)),
+    ((7, 1), (2, 6)),
+    ((1, 2), (3, 10)),
+    ((7, 2), (6, 8)),
+]
+
+
+def d4rl_world_to_gymnasium(xy: np.ndarray) -> np.ndarray:
+    """D4RL's world (x, y) -> gymnasium-robotics' world (x, y) of the same maze point.
+
+    D4RL: wall of map[i][j] at (i + 1, j + 1). gymnasium-robotics: at (j + 0.5 - 6, 4.5 - (i + 0.5)).
+    Hence x_gym = y_d4rl - 6.5, y_gym = 5 - x_d4rl (a rotation by -90 degrees plus a shift).
+    """
+    return np.array([xy[1] - 6.5, 5.0 - xy[0]])
+
+
+def authors_position(qpos: tuple[int, int]) -> np.ndarray:
+    """Where the authors' ball is for a D4RL qpos: its body sits at (1.2, 1.2), so world = qpos + 1.2."""
+    return d4rl_world_to_gymnasium(np.asarray(qpos, dtype=float) + 1.2)
 
 
 @pytest.fixture(scope="module")
@@ -68,18 +108,84 @@ def test_check_env_every_task(base_env: MazeNavigationEnv, task_id: int) -> None
     env.close()
 
 
-def test_start_and_goal_positions(base_env: MazeNavigationEnv) -> None:
-    for task_id, (start, goal) in enumerate(TASK_CELLS):
+def test_d4rl_and_gymnasium_frames_hold_the_same_maze(base_env: MazeNavigationEnv) -> None:
+    """The frame map used below sends every D4RL wall onto gymnasium-robotics' wall of the same cell."""
+    assert [[1 if ch == "#" else 0 for ch in row] for row in D4RL_LARGE_MAZE] == LARGE_MAZE
+    model = base_env.maze_env.point_env.model
+    walls = 0
+    for i, row in enumerate(D4RL_LARGE_MAZE):
+        for j, ch in enumerate(row):
+            if ch == "#":
+                pos = model.geom(f"block_{i}_{j}").pos[:2]
+                np.testing.assert_allclose(pos, d4rl_world_to_gymnasium(np.array([i + 1.0, j + 1.0])), atol=1e-12)
+                walls += 1
+    assert walls == sum(map(sum, LARGE_MAZE))
+    # The authors' task file is this package's task table.
+    assert [tuple(map(tuple, t)) for t in AUTHORS_QPOS] == list(TASK_CELLS)
+
+
+def test_start_and_goal_are_the_authors_positions(base_env: MazeNavigationEnv) -> None:
+    # Worked examples (task 0: cell (1, 3) has its centre at (-2.5, 3.0), goal cell (5, 8) at (2.5, -1.0)).
+    np.testing.assert_allclose(base_env.task_positions(0)[0], [-2.3, 2.8], atol=1e-12)
+    np.testing.assert_allclose(base_env.task_positions(0)[1], [2.7, -1.2], atol=1e-12)
+    np.testing.assert_allclose(base_env.task_positions(9)[1], [2.7, -2.2], atol=1e-12)
+    for task_id, (start_qpos, goal_qpos) in enumerate(AUTHORS_QPOS):
+        start, goal = base_env.task_positions(task_id)
+        np.testing.assert_allclose(start, authors_position(start_qpos), atol=1e-12)
+        np.testing.assert_allclose(goal, authors_position(goal_qpos), atol=1e-12)
+        # In gymnasium-robotics' x, y: the cell centre plus (+0.2, -0.2).
+        np.testing.assert_allclose(start - base_env.cell_xy(TASK_CELLS[task_id][0]), [0.2, -0.2], atol=1e-12)
         base_env.set_task(task_id)
-        for seed in range(5):
+        for seed in range(3):
             obs, info = base_env.reset(seed=seed)
-            assert np.all(np.abs(obs[:2] - base_env.cell_xy(start)) <= 0.1 + 1e-6)
-            assert np.all(obs[2:] == 0.0)
-            np.testing.assert_array_equal(base_env.goal, base_env.cell_xy(goal))
-            assert info["is_success"] is False
+            assert np.all(np.abs(obs[:2] - start) <= 0.1 + 1e-6)
+            np.testing.assert_array_equal(base_env.goal, goal)  # the goal is exact
+            assert info["is_success"] is False and info["success_any_step"] is False
             # The red target site is drawn on the exact goal.
             site = base_env.maze_env.point_env.model.site_pos[base_env.maze_env.target_site_id]
-            np.testing.assert_allclose(site[:2], base_env.cell_xy(goal))
+            np.testing.assert_allclose(site[:2], goal)
+    centred = MazeNavigationEnv(task_id=3, cell_offset=0.0)
+    np.testing.assert_array_equal(centred.task_positions()[0], centred.cell_xy(TASK_CELLS[3][0]))
+    centred.close()
+
+
+def test_start_noise_and_velocity_noise() -> None:
+    """Start: U(-0.1, 0.1) around the authors' point; velocity: N(0, 0.1) per axis (D4RL's reset)."""
+    env = MazeNavigationEnv(task_id=2)
+    start = env.task_positions()[0]
+    obs = np.array([env.reset(seed=seed)[0] for seed in range(600)], dtype=np.float64)
+    offsets, velocities = obs[:, :2] - start, obs[:, 2:]
+    assert np.abs(offsets).max() <= 0.1 + 1e-6 and np.abs(offsets).max() > 0.09
+    assert abs(offsets.std() - 0.1 / math.sqrt(3)) < 0.005  # std of U(-0.1, 0.1)
+    assert np.abs(velocities.mean(axis=0)).max() < 0.015
+    np.testing.assert_allclose(velocities.std(axis=0), 0.1, atol=0.01)
+    assert np.abs(velocities).max() > 0.25  # Gaussian tails, not a uniform of width 0.1
+    env.close()
+    quiet = MazeNavigationEnv(task_id=2, start_noise=0.0, velocity_noise=0.0)
+    obs, _ = quiet.reset(seed=0)
+    np.testing.assert_array_equal(obs[:2], start.astype(np.float32))
+    np.testing.assert_array_equal(obs[2:], 0.0)
+    quiet.close()
+
+
+def test_success_metrics_are_equal_and_end_the_episode() -> None:
+    """Maze episodes end at success, so the strict and the any-step success agree at every step."""
+    env = gym.make("MazeNavigation-v0", task_id=0)
+    _, info = env.reset(seed=0)
+    assert info["is_success"] is False and info["success_any_step"] is False
+    base = env.unwrapped.env  # type: ignore[attr-defined]
+    goal = base.goal
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        _, _, terminated, _, info = env.step(rng.uniform(-1, 1, 2).astype(np.float32))
+        assert info["is_success"] is info["success_any_step"] is False and not terminated
+    data = base.maze_env.data
+    data.qpos[:2] = goal + np.array([0.2, 0.1])
+    data.qvel[:] = 0.0
+    mujoco.mj_forward(base.maze_env.model, data)
+    _, _, terminated, _, info = env.step(np.zeros(2, dtype=np.float32))
+    assert terminated and info["is_success"] is True and info["success_any_step"] is True
+    env.close()
 
 
 def test_seeded_reset_is_reproducible() -> None:
@@ -137,6 +243,7 @@ def test_step_matches_gymnasium_robotics_point_env() -> None:
     ours.reset(seed=0)
     ref = MazeNavigationEnv(start_noise=0.0)
     ref.reset(seed=0)
+    assert np.all(ours.maze_env.data.qvel != 0.0)  # the same seeded initial velocity in both
     actions = np.clip(np.random.default_rng(0).normal(0.5, 1.0, size=(400, 2)), -1.5, 1.5)
     for action in actions:
         obs, *_ = ours.step(action)
@@ -170,6 +277,10 @@ def test_bad_inputs(base_env: MazeNavigationEnv) -> None:
         base_env.reset(options={"goal_cell": (1, 1)})
     with pytest.raises(ValueError, match="render_mode"):
         MazeNavigationEnv(render_mode="human")
+    with pytest.raises(ValueError, match="velocity_noise must be >= 0"):
+        MazeNavigationEnv(velocity_noise=-0.1)
+    with pytest.raises(ValueError, match="inside a wall"):
+        MazeNavigationEnv(cell_offset=0.3, start_noise=0.1)
     with pytest.raises(ValueError, match="shape"):
         base_env.reset(seed=0)
         base_env.step(np.zeros(3))

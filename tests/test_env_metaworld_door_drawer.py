@@ -12,6 +12,7 @@ import mujoco
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env as gym_check_env
+from metaworld.sawyer_xyz_env import SawyerXYZEnv
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import sb3_qmp  # noqa: F401  (registers the env ids)
@@ -25,6 +26,7 @@ from sb3_qmp.envs.metaworld_door_drawer import (
     task_variations,
 )
 from sb3_qmp.envs.metaworld_scene import DOOR_POS, DRAWER_POS
+from sb3_qmp.envs.variations import variation_set_seed
 
 ENV_ID = "MetaWorldDoorDrawer-v0"
 DOOR, DRAWER = (0, 1), (2, 3)
@@ -36,6 +38,14 @@ def base_env() -> MetaWorldDoorDrawerEnv:
     env = MetaWorldDoorDrawerEnv()
     yield env
     env.close()
+
+
+def _set_joint(env: MetaWorldDoorDrawerEnv, joint: str, value: float) -> None:
+    """Put a joint of the running task's model at ``value`` (at rest), as if the arm had moved it there."""
+    task_env = env.task_env()
+    task_env.data.joint(joint).qpos = value
+    task_env.data.joint(joint).qvel = 0.0
+    mujoco.mj_forward(task_env.model, task_env.data)
 
 
 def _body_ids(model: mujoco.MjModel, root: str) -> set[int]:
@@ -57,6 +67,100 @@ def test_scene_joint_layout(base_env: MetaWorldDoorDrawerEnv) -> None:
     assert model.joint("doorjoint").qposadr.item() == 10
     assert model.nq == 11 and model.nu == 2
     np.testing.assert_allclose(model.body("drawer").pos, DRAWER_POS)
+
+
+def test_authors_object_ranges_idle_objects_and_hand_start(base_env: MetaWorldDoorDrawerEnv) -> None:
+    """Door base x in [-0.1, 0], drawer base x in [0.3, 0.4]; idle door at x -0.1, idle drawer at x 0.4;
+    door-close starts the hand at (-0.6, 0.6, 0.2), the other tasks at metaworld's (0, 0.6, 0.2)."""
+    np.testing.assert_allclose(DOOR_POS, [-0.1, 0.9, 0.15])
+    np.testing.assert_allclose(DRAWER_POS, [0.4, 0.9, 0.0])
+    for task_id in range(4):
+        for variation_set in ("train", "eval"):
+            vecs = task_variations(task_id, variation_set=variation_set)
+            if task_id in DOOR:
+                low, high = np.array([-0.1, 0.85, 0.15]), np.array([0.0, 0.95, 0.15])
+            else:
+                low, high = np.array([0.3, 0.9, 0.0]), np.array([0.4, 0.9, 0.0])
+            assert np.all(vecs >= low) and np.all(vecs <= high)
+            assert np.ptp(vecs[:, 0]) > 0.08  # spread over the whole x range
+    hand_starts = {(0.0, 0.6, 0.2): [0, 2, 3], (-0.6, 0.6, 0.2): [1]}
+    for start, tasks in hand_starts.items():
+        for task_id in tasks:
+            base_env.set_task(task_id)
+            obs, _ = base_env.reset(seed=task_id)
+            # metaworld moves the hand there in 50 mocap steps at reset: within 1.5 cm of it.
+            np.testing.assert_allclose(obs[:3], start, atol=0.015)
+            np.testing.assert_allclose(base_env.task_env().hand_init_pos, start)
+            assert base_env.observation_space.contains(obs)
+    # The first step pulls the door-close hand back inside metaworld's action bounds (x >= -0.5).
+    base_env.set_task(1)
+    base_env.reset(seed=0)
+    for _ in range(15):
+        obs, *_ = base_env.step(np.zeros(4, dtype=np.float32))
+    assert -0.52 < obs[0] < -0.45
+
+
+def test_variation_sets_train_and_eval() -> None:
+    """The eval set is the train set of seed + 100; the run's seed picks both; kwargs survive gym.make."""
+    assert variation_set_seed(3, "train") == 3 and variation_set_seed(3, "eval") == 103
+    for task_id in range(4):
+        np.testing.assert_array_equal(
+            task_variations(task_id, variation_seed=3, variation_set="eval"),
+            task_variations(task_id, variation_seed=103, variation_set="train"),
+        )
+        assert not np.allclose(task_variations(task_id, variation_seed=3), task_variations(task_id, variation_seed=4))
+        train = task_variations(task_id, variation_seed=3)
+        evals = task_variations(task_id, variation_seed=3, variation_set="eval")
+        assert not np.any(np.all(np.isclose(train[:, None], evals[None]), axis=-1))  # no shared position
+    # What PerTaskEvalCallback does: the training env's kwargs plus its own env_kwargs.
+    train_env = gym.make(ENV_ID, variation_seed=3)
+    assert train_env.spec is not None
+    kwargs = {**train_env.spec.kwargs, "variation_set": "eval"}
+    eval_env = gym.make(ENV_ID, **kwargs)
+    train_base, eval_base = train_env.unwrapped.env, eval_env.unwrapped.env  # type: ignore[attr-defined]
+    assert (train_base.variation_list_seed, eval_base.variation_list_seed) == (3, 103)
+    for task_id in range(4):
+        np.testing.assert_array_equal(eval_base.variations[task_id], task_variations(task_id, 50, 103))
+        np.testing.assert_array_equal(train_base.variations[task_id], task_variations(task_id, 50, 3))
+    eval_env.reset(seed=0, options={"task_id": 2, "variation": 4})
+    np.testing.assert_allclose(eval_base.task_env().model.body("drawer").pos, task_variations(2, variation_seed=103)[4])
+    train_env.close()
+    eval_env.close()
+    with pytest.raises(ValueError, match="variation_set must be one of"):
+        MetaWorldDoorDrawerEnv(variation_set="test")
+    with pytest.raises(TypeError, match="variation seed must be an int"):
+        MetaWorldDoorDrawerEnv(variation_seed=None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("task_id", "joint", "solved", "unsolved"), [(2, "goal_slidey", -0.16, 0.0), (0, "doorjoint", -1.57, 0.0)]
+)
+def test_success_any_step_outlives_a_lost_success(task_id: int, joint: str, solved: float, unsolved: float) -> None:
+    """An episode that succeeds mid-way and loses it: any-step success True, strict (last step) False."""
+    env = gym.make(ENV_ID, task_id=task_id)
+    base = env.unwrapped.env  # type: ignore[attr-defined]
+    _, info = env.reset(seed=0)
+    assert info["is_success"] is False and info["success_any_step"] is False
+    zero = np.zeros(4, dtype=np.float32)
+    history = []
+    for t in range(500):
+        if t == 100:
+            _set_joint(base, joint, solved)  # the object reaches its goal ...
+        if t == 103:
+            _set_joint(base, joint, unsolved)  # ... and is put back
+        *_, terminated, truncated, info = env.step(zero)
+        history.append((info["is_success"], info["success_any_step"]))
+    assert truncated and not terminated
+    assert history[99] == (False, False)
+    assert history[100] == (True, True) and history[102] == (True, True)
+    assert history[103] == (False, True)
+    assert history[-1] == (False, True)  # strict: failure at the last step; the authors': success
+    assert all(any_step for _, any_step in history[100:])  # monotone
+    _, info = env.reset()
+    assert info["is_success"] is False and info["success_any_step"] is False
+    *_, info = env.step(zero)
+    assert info["success_any_step"] is False  # reset clears it
+    env.close()
 
 
 def test_spaces_and_registration() -> None:
@@ -182,7 +286,12 @@ def test_observation_layout(base_env: MetaWorldDoorDrawerEnv) -> None:
         mw = base_env.metaworld_obs()
         env = base_env.task_env()
         assert mw.shape == (39,)
-        np.testing.assert_allclose(obs[:4], mw[:4], atol=1e-6)  # hand xyz + gripper opening
+        # Hand xyz + gripper opening; metaworld clips the hand to its hand space, which the door-close
+        # start (x = -0.6) leaves: this env's observation space is widened to hold it.
+        hand = SawyerXYZEnv._HAND_SPACE
+        np.testing.assert_allclose(np.clip(obs[:3], hand.low, hand.high), mw[:3], atol=1e-6)
+        np.testing.assert_allclose(obs[3], mw[3], atol=1e-6)
+        np.testing.assert_allclose(obs[:3], env.data.body("hand").xpos, atol=1e-6)
         np.testing.assert_allclose(obs[18:21], env._target_pos, atol=1e-6)  # goal
         np.testing.assert_allclose(mw[-3:], env._target_pos)
         if task_id == 0:  # the door handle is metaworld's door object
@@ -195,29 +304,53 @@ def test_observation_layout(base_env: MetaWorldDoorDrawerEnv) -> None:
 
 @pytest.mark.parametrize("task_id", range(4))
 def test_scripted_policy_solves_task(base_env: MetaWorldDoorDrawerEnv, task_id: int) -> None:
-    """metaworld's own scripted policy, fed the 39-number single-task observation, solves the task here.
+    """metaworld's scripted policy (door-open: after a lift of the hand), fed the 39-number single-task
+    observation, solves the task here, on training and evaluation variations.
 
     Along the way the door and the drawer never touch each other.
     """
-    base_env.set_task(task_id)
     policy = scripted_policy(task_id)
-    model = base_env.task_env().model
-    door_geom = np.isin(model.geom_bodyid, list(_body_ids(model, "door")))
-    drawer_geom = np.isin(model.geom_bodyid, list(_body_ids(model, "drawer")))
     successes = 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "Constant(s) may be too high" from metaworld's policies
-        for seed in range(20):
-            base_env.reset(seed=1000 + seed)
-            data = base_env.task_env().data
-            for _ in range(500):
+        for variation_set in ("train", "eval"):
+            env = MetaWorldDoorDrawerEnv(task_id=task_id, variation_seed=7, variation_set=variation_set)
+            model = env.task_env().model
+            door_geom = np.isin(model.geom_bodyid, list(_body_ids(model, "door")))
+            drawer_geom = np.isin(model.geom_bodyid, list(_body_ids(model, "drawer")))
+            for variation in range(0, NUM_VARIATIONS, 10):
+                env.reset(options={"variation": variation})
+                policy.reset()
+                data = env.task_env().data
+                for _ in range(300):
+                    *_, info = env.step(policy.get_action(env.metaworld_obs()))
+                    g1, g2 = data.contact.geom1[: data.ncon], data.contact.geom2[: data.ncon]
+                    assert not np.any((door_geom[g1] & drawer_geom[g2]) | (door_geom[g2] & drawer_geom[g1]))
+                    if info["is_success"]:
+                        successes += 1
+                        break
+            env.close()
+    assert successes >= 8, f"{TASK_NAMES[task_id]}: scripted policy succeeded {successes}/10"
+
+
+def test_door_open_needs_the_lift_with_the_authors_door_range(base_env: MetaWorldDoorDrawerEnv) -> None:
+    """Why the scripted door-open lifts the hand first: metaworld's policy alone lands on the door's edge
+    for doors near x = 0 (here the variation nearest to x = -0.03 of the first 10) and never opens it."""
+    from metaworld.policies import SawyerDoorOpenV3Policy
+
+    base_env.set_task(0)
+    variation = int(np.argmin(np.abs(base_env.variations[0][:10, 0] + 0.03)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        for policy, expected in ((SawyerDoorOpenV3Policy(), False), (scripted_policy(0), True)):
+            base_env.reset(options={"variation": variation})
+            if hasattr(policy, "reset"):
+                policy.reset()
+            solved = False
+            for _ in range(200):
                 *_, info = base_env.step(policy.get_action(base_env.metaworld_obs()))
-                g1, g2 = data.contact.geom1[: data.ncon], data.contact.geom2[: data.ncon]
-                assert not np.any((door_geom[g1] & drawer_geom[g2]) | (door_geom[g2] & drawer_geom[g1]))
-                if info["is_success"]:
-                    successes += 1
-                    break
-    assert successes >= 16, f"{TASK_NAMES[task_id]}: scripted policy succeeded {successes}/20"
+                solved = solved or info["is_success"]
+            assert solved is expected
 
 
 def test_time_limit_is_the_registrations() -> None:

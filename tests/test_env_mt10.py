@@ -12,12 +12,14 @@ from collections.abc import Iterator
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 import gymnasium as gym
+import mujoco
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import sb3_qmp  # noqa: F401  (registers the env ids)
+from sb3_qmp.envs import mt10
 from sb3_qmp.envs.mt10 import NUM_VARIATIONS, TASK_NAMES, MetaWorldMT10Env, make_env
 
 NUM_TASKS = 10
@@ -96,6 +98,62 @@ def test_task_switching_changes_env(base_env: MetaWorldMT10Env) -> None:
     assert base_env.task_name == TASK_NAMES[7] and base_env.env is base_env.envs[7]
     base_env.reset()
     assert base_env.task_name == TASK_NAMES[0] and base_env.env is base_env.envs[0]
+
+
+def test_success_any_step_outlives_a_lost_success() -> None:
+    """drawer-open: the drawer is opened by hand mid-episode, then closed again. At the last step the
+    strict success is False, the authors' any-step success True."""
+    env = gym.make("MetaWorldMT10-v0", task_id=TASK_NAMES.index("drawer-open-v3"))
+    base = env.unwrapped.env  # type: ignore[attr-defined]
+    _, info = env.reset(seed=0)
+    assert info["is_success"] is False and info["success_any_step"] is False
+
+    def set_drawer(value: float) -> None:
+        data = base.env.data
+        data.joint("goal_slidey").qpos = value
+        data.joint("goal_slidey").qvel = 0.0
+        mujoco.mj_forward(base.env.model, data)
+
+    zero = np.zeros(4, dtype=np.float32)
+    history = []
+    for t in range(500):
+        if t == 50:
+            set_drawer(-0.16)  # fully open: metaworld's success
+        if t == 52:
+            set_drawer(0.0)  # closed again
+        *_, terminated, truncated, info = env.step(zero)
+        history.append((info["is_success"], info["success_any_step"]))
+    assert truncated and not terminated
+    assert history[49] == (False, False) and history[50] == (True, True) and history[51] == (True, True)
+    assert history[52] == (False, True) and history[-1] == (False, True)
+    assert all(any_step for _, any_step in history[50:])
+    _, info = env.reset()
+    *_, info = env.step(zero)
+    assert info["is_success"] is False and info["success_any_step"] is False
+    env.close()
+
+
+def test_eval_variation_set_is_benchmark_seed_plus_100(monkeypatch: pytest.MonkeyPatch) -> None:
+    """variation_set="eval" builds metaworld.MT10(seed=benchmark_seed + 100) (recorded, not built: slow)."""
+    asked: list[int | None] = []
+    real_benchmark, real_bounds = mt10.mt10_benchmark, mt10._observation_bounds
+
+    def benchmark(seed: int | None = 0) -> object:
+        asked.append(seed)
+        return real_benchmark(0)
+
+    monkeypatch.setattr(mt10, "mt10_benchmark", benchmark)
+    monkeypatch.setattr(mt10, "_observation_bounds", lambda seed: real_bounds(0))
+    assert MetaWorldMT10Env(benchmark_seed=5).variation_list_seed == 5
+    assert MetaWorldMT10Env(benchmark_seed=5, variation_set="eval").variation_list_seed == 105
+    env = gym.make("MetaWorldMT10-v0", benchmark_seed=5, variation_set="eval")
+    assert asked == [5, 105, 105]
+    assert env.spec is not None and env.spec.kwargs["variation_set"] == "eval"
+    env.close()
+    with pytest.raises(ValueError, match="variation_set must be one of"):
+        MetaWorldMT10Env(variation_set="validation")
+    with pytest.raises(ValueError, match="give benchmark_seed"):
+        MetaWorldMT10Env(benchmark_seed=None, variation_set="eval")
 
 
 def test_envs_are_built_lazily() -> None:

@@ -19,9 +19,21 @@ task  start   goal     shortest path
 ====  ======  =======  ==================
 
 * Observation ``[x, y, vx, vy]`` (float32); the goal is *not* observed, only felt through the reward.
-* Start: the start cell's centre plus ``U(-0.1, 0.1)`` on x and y. Goal: the goal cell's centre, exact.
+* Start and goal sit where the authors' code (D4RL's ``MazeEnv``) puts them: 0.2 cells past the cell's
+  centre along both the row and the column index (see "Frames" below). Start: that point plus
+  ``U(-0.1, 0.1)`` on x and y, initial velocity ``N(0, 0.1)`` on each axis. Goal: that point, exact.
 * Reward ``exp(-dist) - 1`` per step; the episode terminates with success when ``dist <= 0.5``.
+  ``info["is_success"]`` and ``info["success_any_step"]`` are equal (episodes end at success).
   The 600-step limit comes from the registration of ``MazeNavigation-v0``.
+
+Frames. D4RL builds the maze with the wall of map entry ``[i][j]`` (row ``i``, column ``j``) at world
+``(i + 1, j + 1)`` and the ball's body at ``(1.2, 1.2)``, so the ball's ``qpos`` (which the authors' task
+file gives as the cell indices ``(i, j)`` of start and goal) is world ``(i + 1.2, j + 1.2)``: 0.2 past
+the wall cell's centre along both indices. gymnasium-robotics puts the wall of ``[i][j]`` at
+``x = j + 0.5 - 6``, ``y = 4.5 - (i + 0.5)`` (``Maze.cell_rowcol_to_xy``, linear in ``(i, j)``) with the
+ball's ``qpos`` equal to its world position. The same maze, rotated by 90 degrees; the authors' point
+of cell ``(i, j)`` is ``cell_rowcol_to_xy((i + 0.2, j + 0.2))``, i.e. the cell centre plus
+``(+0.2, -0.2)`` in x, y here.
 
 A step does the same MuJoCo calls as ``PointEnv.step`` (bit-identical states) without its
 per-step dict building, which roughly doubles throughput.
@@ -56,13 +68,21 @@ TASK_CELLS: tuple[tuple[tuple[int, int], tuple[int, int]], ...] = (
 )
 TASK_NAMES = [f"{s[0]},{s[1]}->{g[0]},{g[1]}" for s, g in TASK_CELLS]
 MAX_VELOCITY = 5.0  # PointEnv clips the ball's velocity to this before every step
+#: Where D4RL (the authors' maze) puts the ball relative to a wall cell's centre, in cells along both the
+#: row and the column index (its ball body sits at (1.2, 1.2), its walls at (i + 1, j + 1)).
+D4RL_CELL_OFFSET = 0.2
+BALL_RADIUS = 0.1  # the ball's collision sphere (gymnasium-robotics' and D4RL's point model)
 
 
 class MazeNavigationEnv(gym.Env):
     """Point mass in the large maze with 10 fixed start/goal tasks (see module docstring).
 
     :param task_id: initial task (changed with :meth:`set_task`, applied at the next reset).
-    :param start_noise: half-width of the uniform noise added to the start cell's centre (metres).
+    :param start_noise: half-width of the uniform noise added to the start position (metres).
+    :param velocity_noise: standard deviation of the Gaussian initial velocity on each axis (m/s);
+        0.1 as in D4RL.
+    :param cell_offset: where start and goal sit in their cells: this many cells past the centre along
+        both the row and the column index; 0.2 is D4RL's (the authors'), 0 the cell centre.
     :param goal_radius: success (and termination) distance to the goal.
     :param render_mode: ``"rgb_array"`` for a top-down MuJoCo picture.
     :param width: rendered image width.
@@ -77,6 +97,8 @@ class MazeNavigationEnv(gym.Env):
         self,
         task_id: int = 0,
         start_noise: float = 0.1,
+        velocity_noise: float = 0.1,
+        cell_offset: float = D4RL_CELL_OFFSET,
         goal_radius: float = 0.5,
         render_mode: str | None = None,
         width: int = 480,
@@ -86,10 +108,20 @@ class MazeNavigationEnv(gym.Env):
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
         if start_noise < 0:
             raise ValueError(f"start_noise must be >= 0, got {start_noise}")
+        if velocity_noise < 0:
+            raise ValueError(f"velocity_noise must be >= 0, got {velocity_noise}")
+        if abs(cell_offset) + start_noise + BALL_RADIUS >= 0.5:
+            raise ValueError(
+                f"cell_offset={cell_offset} with start_noise={start_noise} could start the ball (radius "
+                f"{BALL_RADIUS}) inside a wall: keep |cell_offset| + start_noise below {0.5 - BALL_RADIUS}."
+            )
         if goal_radius <= 0:
             raise ValueError(f"goal_radius must be > 0, got {goal_radius}")
         self.task_id = check_task_id(task_id, self.num_tasks)
         self.goal_radius = float(goal_radius)
+        self.start_noise = float(start_noise)
+        self.velocity_noise = float(velocity_noise)
+        self.cell_offset = float(cell_offset)
         self.render_mode = render_mode
         self.maze_env = PointMazeEnv(
             maze_map=LARGE_MAZE,
@@ -100,9 +132,9 @@ class MazeNavigationEnv(gym.Env):
             width=width,
             height=height,
         )
-        # Not a constructor argument (it would reach MujocoEnv and fail): set on the instance.
-        # Its noise applies to the start and the goal; the goal is put back on the cell centre in reset().
-        self.maze_env.position_noise_range = float(start_noise)
+        # gymnasium-robotics' own start/goal noise is off (not a constructor argument: set on the instance);
+        # reset() places start and goal and draws the noise itself.
+        self.maze_env.position_noise_range = 0.0
         self._point = self.maze_env.point_env
         # Top-down camera that frames the whole 12 x 9 maze (best with a 4:3 image).
         self._point.mujoco_renderer.default_cam_config = {
@@ -133,9 +165,21 @@ class MazeNavigationEnv(gym.Env):
         """The current task's goal position (x, y)."""
         return np.array(self._goal)
 
-    def cell_xy(self, cell: tuple[int, int]) -> np.ndarray:
-        """Centre (x, y) of a maze cell given as (row, col)."""
-        return np.asarray(self.maze_env.maze.cell_rowcol_to_xy(np.asarray(cell)), dtype=np.float64)
+    def cell_xy(self, cell: tuple[int, int], offset: float = 0.0) -> np.ndarray:
+        """(x, y) of a maze cell given as (row, col): its centre, or ``offset`` cells past it along both indices.
+
+        :param cell: ``(row, col)`` in ``LARGE_MAZE``.
+        :param offset: 0 for the centre; :attr:`cell_offset` for where the tasks start and end.
+        """
+        rowcol = np.asarray(cell, dtype=np.float64) + offset
+        # gymnasium-robotics' conversion is linear in (row, col), so fractional indices are fine.
+        return np.asarray(self.maze_env.maze.cell_rowcol_to_xy(rowcol), dtype=np.float64)
+
+    def task_positions(self, task_id: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The noise-free start and the goal (x, y) of a task (default: the current one)."""
+        task = self.task_id if task_id is None else check_task_id(task_id, self.num_tasks)
+        start, goal = TASK_CELLS[task]
+        return self.cell_xy(start, self.cell_offset), self.cell_xy(goal, self.cell_offset)
 
     def set_task(self, task_id: int) -> None:
         self.task_id = check_task_id(task_id, self.num_tasks)
@@ -145,16 +189,21 @@ class MazeNavigationEnv(gym.Env):
         if options:
             raise ValueError(f"MazeNavigationEnv.reset takes no options (got {sorted(options)}); use set_task().")
         start, goal = TASK_CELLS[self.task_id]
-        # The inner env draws its noise from its own generator, seeded here from ours.
-        inner_seed = int(self.np_random.integers(2**31)) if seed is not None else None
-        self.maze_env.reset(seed=inner_seed, options={"reset_cell": np.array(start), "goal_cell": np.array(goal)})
-        goal_xy = self.cell_xy(goal)
+        # gymnasium-robotics' reset (MuJoCo data reset and its bookkeeping; its own noise is off), then
+        # the authors' placement with noise from this env's generator: position first, then velocity.
+        self.maze_env.reset(options={"reset_cell": np.array(start), "goal_cell": np.array(goal)})
+        start_xy, goal_xy = self.task_positions()
         self.maze_env.goal = goal_xy.copy()
         self.maze_env.update_target_site_pos()
         self._goal = (float(goal_xy[0]), float(goal_xy[1]))
+        qpos = start_xy + self.np_random.uniform(-self.start_noise, self.start_noise, size=2)
+        qvel = self.np_random.normal(0.0, self.velocity_noise, size=2)
+        self.maze_env.reset_pos = qpos.copy()
+        self._point.set_state(qpos, qvel)
         obs = self._obs()
         dist = self._distance()
-        return obs, {"is_success": dist <= self.goal_radius, "distance": dist}
+        success = dist <= self.goal_radius
+        return obs, {"is_success": success, "success_any_step": success, "distance": dist}
 
     def _obs(self) -> np.ndarray:
         d = self._data
@@ -177,7 +226,9 @@ class MazeNavigationEnv(gym.Env):
         obs = self._obs()
         dist = self._distance()
         success = dist <= self.goal_radius
-        return obs, math.exp(-dist) - 1.0, success, False, {"is_success": success, "distance": dist}
+        # Episodes end at the first success, so "success at any step" is the success of this step.
+        info = {"is_success": success, "success_any_step": success, "distance": dist}
+        return obs, math.exp(-dist) - 1.0, success, False, info
 
     def render(self) -> np.ndarray | None:
         if self.render_mode is None:

@@ -1,21 +1,23 @@
 """Meta-World door & drawer: four Sawyer manipulation tasks in one shared scene (the paper's Meta-World set).
 
-One table holds a drawer (right, ``x`` near 0.45) and a door (left, ``x`` in ``[0, 0.1]``), built at run
-time from metaworld 3.1.1's own asset files (see :mod:`sb3_qmp.envs.metaworld_scene`). Every task runs
-in the same scene, so the policy has to find out from the task one-hot which object to handle:
+One table holds a drawer (right, base ``x`` in ``[0.3, 0.4]``) and a door (left, base ``x`` in
+``[-0.1, 0]``), built at run time from metaworld 3.1.1's own asset files (see
+:mod:`sb3_qmp.envs.metaworld_scene`). Every task runs in the same scene, so the policy has to find out
+from the task one-hot which object to handle. Positions are the authors' (SPEC 7), not metaworld's:
 
-====  ============  ============================  =================================================
-task  name          reward & success (metaworld)  object placed at reset (its base position)
-====  ============  ============================  =================================================
-0     door-open     ``SawyerDoorEnvV3``           door, closed; x in [0, 0.1], y in [0.85, 0.95]
-1     door-close    ``SawyerDoorCloseEnvV3``      door, open; same range
-2     drawer-open   ``SawyerDrawerOpenEnvV3``     drawer, closed; x in [0.4, 0.5], y = 0.9
-3     drawer-close  ``SawyerDrawerCloseEnvV3``    drawer, pulled out; same range
-====  ============  ============================  =================================================
+====  ============  ============================  ================================================  ================
+task  name          reward & success (metaworld)  object placed at reset (its base position)        hand start
+====  ============  ============================  ================================================  ================
+0     door-open     ``SawyerDoorEnvV3``           door, closed; x in [-0.1, 0], y in [0.85, 0.95]   (0, 0.6, 0.2)
+1     door-close    ``SawyerDoorCloseEnvV3``      door, open; same range                            (-0.6, 0.6, 0.2)
+2     drawer-open   ``SawyerDrawerOpenEnvV3``     drawer, closed; x in [0.3, 0.4], y = 0.9          (0, 0.6, 0.2)
+3     drawer-close  ``SawyerDrawerCloseEnvV3``    drawer, pulled out; same range                    (0, 0.6, 0.2)
+====  ============  ============================  ================================================  ================
 
-Each task is a subclass of metaworld's v3 class pointed at the combined model, so rewards, success,
-hand start and goals are metaworld's. The object a task does not use stays closed where the scene
-puts it (:data:`~sb3_qmp.envs.metaworld_scene.DRAWER_POS`, :data:`~sb3_qmp.envs.metaworld_scene.DOOR_POS`).
+Each task is a subclass of metaworld's v3 class pointed at the combined model, with the object range
+above (and door-close's hand start), so rewards, success and goals are metaworld's. The object a task
+does not use stays closed where the scene puts it: the door at x = -0.1, the drawer at x = 0.4
+(:data:`~sb3_qmp.envs.metaworld_scene.DOOR_POS`, :data:`~sb3_qmp.envs.metaworld_scene.DRAWER_POS`).
 
 Observation (21 float32 numbers, no previous-frame copy; quaternions in MuJoCo's ``w, x, y, z`` order):
 
@@ -32,9 +34,15 @@ index    content
 =======  ==========================================================
 
 Each task has 50 object-position variations, drawn once from a generator seeded with
-``(variation_seed, task_id)`` (as metaworld's benchmarks fix their task lists); every reset picks one of
-them with the env's ``np_random``. Metaworld's own 500-step truncation is switched off: the time limit
-(500 steps) comes from the gym registration of ``MetaWorldDoorDrawer-v0``.
+``(seed, task_id)`` (as metaworld's benchmarks fix their task lists), where ``seed`` is
+``variation_seed`` (the run's seed) for ``variation_set="train"`` and ``variation_seed + 100`` for the
+separate evaluation set ``variation_set="eval"`` (the authors' protocol); every reset picks one of them
+with the env's ``np_random``.
+
+Success: ``info["is_success"]`` is metaworld's success at the current step (strict: at the end of an
+episode, success at its last step); ``info["success_any_step"]`` is True once it has been set at any
+step of the episode (the authors' metric). Metaworld's own 500-step truncation is switched off: the
+time limit (500 steps) comes from the gym registration of ``MetaWorldDoorDrawer-v0``.
 """
 
 from __future__ import annotations
@@ -56,6 +64,7 @@ from metaworld.types import Task
 
 from sb3_qmp.common.multitask_env import MultiTaskWrapper, check_task_id
 from sb3_qmp.envs.metaworld_scene import CAMERA_NAME, door_drawer_scene_path
+from sb3_qmp.envs.variations import check_variation_set, variation_set_seed
 
 TASK_NAMES = ["door-open", "door-close", "drawer-open", "drawer-close"]
 #: Metaworld's name of every task's single-task env (and of its scripted policy).
@@ -63,14 +72,25 @@ METAWORLD_NAMES = ["door-open-v3", "door-close-v3", "drawer-open-v3", "drawer-cl
 NUM_VARIATIONS = 50
 OBS_DIM = 21
 
-#: Range of the door's base position (metaworld's own door range) and of the drawer's base position
-#: (metaworld's drawer range moved to the right half of the table, clear of the door).
-DOOR_RANGE = (np.array([0.0, 0.85, 0.15]), np.array([0.1, 0.95, 0.15]))
-DRAWER_RANGE = (np.array([0.4, 0.9, 0.0]), np.array([0.5, 0.9, 0.0]))
+#: Range of the door's base position and of the drawer's base position, as in the authors' code
+#: (SPEC 7): metaworld's door range moved 0.1 to the left, its drawer range moved to the right half of
+#: the table, so that the two objects never touch.
+DOOR_RANGE = (np.array([-0.1, 0.85, 0.15]), np.array([0.0, 0.95, 0.15]))
+DRAWER_RANGE = (np.array([0.3, 0.9, 0.0]), np.array([0.4, 0.9, 0.0]))
+#: Hand start of door-close (the authors' value; metaworld's is ``(-0.5, 0.6, 0.2)``). It lies 0.1 left of
+#: the hand's action bounds: the first step pulls the hand back inside them, as in the authors' code.
+DOOR_CLOSE_HAND_INIT = np.array([-0.6, 0.6, 0.2])
 
 
 class _CombinedScene:
-    """Mixin: load the combined door+drawer model instead of the task's own scene."""
+    """Mixin: load the combined door+drawer model instead of the task's own scene; own object range."""
+
+    object_range: tuple[np.ndarray, np.ndarray]
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)  # type: ignore[call-arg]  # metaworld's env
+        # metaworld samples from this space when no variation is fixed: keep it the variations' range.
+        self._random_reset_space = spaces.Box(*self.object_range, dtype=np.float64)
 
     @property
     def model_name(self) -> str:
@@ -92,14 +112,24 @@ def _handle_quat_xyzw(data: mujoco.MjData) -> np.ndarray:
 
 
 class DoorDrawerDoorOpenEnv(_CombinedScene, SawyerDoorEnvV3):  # type: ignore[misc]  # metaworld's own MRO
-    """metaworld's door-open-v3 in the combined scene."""
+    """metaworld's door-open-v3 in the combined scene (door on the left half of the table)."""
+
+    object_range = DOOR_RANGE
 
     def _get_quat_objects(self) -> np.ndarray:
         return _handle_quat_xyzw(self.data)
 
 
 class DoorDrawerDoorCloseEnv(_CombinedScene, SawyerDoorCloseEnvV3):  # type: ignore[misc]  # metaworld's own MRO
-    """metaworld's door-close-v3 in the combined scene."""
+    """metaworld's door-close-v3 in the combined scene, hand starting at :data:`DOOR_CLOSE_HAND_INIT`."""
+
+    object_range = DOOR_RANGE
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # Both: `_reset_hand` moves the hand to `hand_init_pos`, the reward's hand margin reads it too.
+        self.hand_init_pos = DOOR_CLOSE_HAND_INIT.copy()
+        self.init_config["hand_init_pos"] = DOOR_CLOSE_HAND_INIT.copy()
 
     def _get_quat_objects(self) -> np.ndarray:
         return _handle_quat_xyzw(self.data)
@@ -108,17 +138,13 @@ class DoorDrawerDoorCloseEnv(_CombinedScene, SawyerDoorCloseEnvV3):  # type: ign
 class DoorDrawerDrawerOpenEnv(_CombinedScene, SawyerDrawerOpenEnvV3):  # type: ignore[misc]  # metaworld's own MRO
     """metaworld's drawer-open-v3 in the combined scene (drawer on the right half of the table)."""
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._random_reset_space = spaces.Box(*DRAWER_RANGE, dtype=np.float64)
+    object_range = DRAWER_RANGE
 
 
 class DoorDrawerDrawerCloseEnv(_CombinedScene, SawyerDrawerCloseEnvV3):  # type: ignore[misc]  # metaworld's own MRO
     """metaworld's drawer-close-v3 in the combined scene (drawer on the right half of the table)."""
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._random_reset_space = spaces.Box(*DRAWER_RANGE, dtype=np.float64)
+    object_range = DRAWER_RANGE
 
 
 TASK_CLASSES: list[type[SawyerXYZEnv]] = [
@@ -130,25 +156,73 @@ TASK_CLASSES: list[type[SawyerXYZEnv]] = [
 TASK_RANGES = [DOOR_RANGE, DOOR_RANGE, DRAWER_RANGE, DRAWER_RANGE]
 
 
-def task_variations(task_id: int, num_variations: int = NUM_VARIATIONS, variation_seed: int = 0) -> np.ndarray:
-    """The ``(num_variations, 3)`` object base positions of a task (fixed by ``variation_seed``)."""
+def task_variations(
+    task_id: int, num_variations: int = NUM_VARIATIONS, variation_seed: int = 0, variation_set: str = "train"
+) -> np.ndarray:
+    """The ``(num_variations, 3)`` object base positions of a task.
+
+    :param task_id: the task.
+    :param num_variations: how many positions.
+    :param variation_seed: the run's seed: the positions are drawn from
+        ``np.random.default_rng([seed, task_id])`` with ``seed = variation_seed`` for the training set
+        and ``variation_seed + 100`` for the evaluation set.
+    :param variation_set: ``"train"`` or ``"eval"``.
+    """
     task_id = check_task_id(task_id, len(TASK_NAMES))
     low, high = TASK_RANGES[task_id]
-    rng = np.random.default_rng([variation_seed, task_id])
+    rng = np.random.default_rng([variation_set_seed(variation_seed, variation_set), task_id])
     return rng.uniform(low, high, size=(num_variations, 3))
 
 
-def scripted_policy(task_id: int) -> Any:
-    """Metaworld's scripted policy of a task; feed it :meth:`MetaWorldDoorDrawerEnv.metaworld_obs`."""
-    from metaworld import policies
+_POLICY_NAMES = [
+    "SawyerDoorOpenV3Policy",
+    "SawyerDoorCloseV3Policy",
+    "SawyerDrawerOpenV3Policy",
+    "SawyerDrawerCloseV3Policy",
+]
 
-    names = [
-        "SawyerDoorOpenV3Policy",
-        "SawyerDoorCloseV3Policy",
-        "SawyerDrawerOpenV3Policy",
-        "SawyerDrawerCloseV3Policy",
-    ]
-    return getattr(policies, names[check_task_id(task_id, len(TASK_NAMES))])()
+
+class ScriptedPolicy:
+    """metaworld's scripted policy of a task, for the combined scene; call :meth:`reset` at every episode start.
+
+    Door-open only: metaworld's policy runs after the hand has been lifted to ``lift_height``. With the door
+    at the authors' x in ``[-0.1, 0]`` (metaworld's own range is ``[0, 0.1]``) the hand starts close to the
+    handle, and metaworld's policy starts to descend (within 0.12 of the handle) before the hand is above
+    the door: it lands on the door's top edge and stays there. That happens in metaworld's own single-task
+    door-open-v3 scene as well (6 of 20 such door positions solved), so it is the policy's geometry, not
+    the combined scene; lifting first lets the unchanged metaworld policy solve them. The other three
+    tasks run metaworld's policy as it is.
+
+    :param task_id: the task (index in ``TASK_NAMES``).
+    :param lift_height: door-open: hand height (m) reached before metaworld's policy takes over.
+    """
+
+    def __init__(self, task_id: int, lift_height: float = 0.3) -> None:
+        from metaworld import policies
+
+        self.task_id = check_task_id(task_id, len(TASK_NAMES))
+        self.policy = getattr(policies, _POLICY_NAMES[self.task_id])()
+        self.lift_height = lift_height
+        self._lifted = True
+        self.reset()
+
+    def reset(self) -> None:
+        """Start of an episode (door-open: lift the hand first)."""
+        self._lifted = self.task_id != 0
+
+    def get_action(self, obs: np.ndarray) -> np.ndarray:
+        """Action for metaworld's 39-number observation (:meth:`MetaWorldDoorDrawerEnv.metaworld_obs`)."""
+        if not self._lifted:
+            if obs[2] < self.lift_height:  # hand z
+                return np.array([0.0, 0.0, 1.0, 1.0], dtype=np.float32)
+            self._lifted = True
+        return self.policy.get_action(obs)  # type: ignore[no-any-return]
+
+
+def scripted_policy(task_id: int) -> ScriptedPolicy:
+    """The scripted policy of a task (see :class:`ScriptedPolicy`); feed it
+    :meth:`MetaWorldDoorDrawerEnv.metaworld_obs` and call its ``reset()`` at every episode start."""
+    return ScriptedPolicy(task_id)
 
 
 class MetaWorldDoorDrawerEnv(gym.Env):
@@ -156,7 +230,11 @@ class MetaWorldDoorDrawerEnv(gym.Env):
 
     :param task_id: initial task (changed with :meth:`set_task`, applied at the next reset).
     :param num_variations: object-position variations per task.
-    :param variation_seed: seed of the per-task variation lists (fixed, like a benchmark's task list).
+    :param variation_seed: seed of the per-task variation lists (fixed, like a benchmark's task list):
+        set it to the run's seed to draw the lists as the authors did (one set per run).
+    :param variation_set: ``"train"`` (lists drawn from ``variation_seed``) or ``"eval"`` (drawn from
+        ``variation_seed + 100``: the authors' separate evaluation set). Give the evaluation env the
+        training env's ``variation_seed`` and ``variation_set="eval"``.
     :param reward_function_version: metaworld's reward version (``"v2"``: the v3 envs' default).
     :param render_mode: ``"rgb_array"`` (offscreen MuJoCo; set ``MUJOCO_GL=egl`` on headless machines).
     :param camera_name: camera used by :meth:`render` (default: the scene's own upright view).
@@ -175,6 +253,7 @@ class MetaWorldDoorDrawerEnv(gym.Env):
         task_id: int = 0,
         num_variations: int = NUM_VARIATIONS,
         variation_seed: int = 0,
+        variation_set: str = "train",
         reward_function_version: str = "v2",
         render_mode: str | None = None,
         camera_name: str = CAMERA_NAME,
@@ -187,7 +266,10 @@ class MetaWorldDoorDrawerEnv(gym.Env):
             raise ValueError(f"num_variations must be a positive int, got {num_variations!r}")
         self.task_id = check_task_id(task_id, self.num_tasks)
         self.num_variations = num_variations
-        self.variation_seed = int(variation_seed)
+        self.variation_seed = variation_seed
+        self.variation_set = check_variation_set(variation_set)
+        #: The seed the variation lists are drawn from (``variation_seed``, + 100 for the eval set).
+        self.variation_list_seed = variation_set_seed(variation_seed, variation_set)
         self.render_mode = render_mode
         self._env_kwargs: dict[str, Any] = {
             "reward_function_version": reward_function_version,
@@ -196,7 +278,7 @@ class MetaWorldDoorDrawerEnv(gym.Env):
             "width": width,
             "height": height,
         }
-        self.variations = [task_variations(i, num_variations, self.variation_seed) for i in range(self.num_tasks)]
+        self.variations = [task_variations(i, num_variations, variation_seed, variation_set) for i in range(self.num_tasks)]
         # metaworld's own way to fix a task's object position: a pickled Task handed to `set_task`.
         self._mw_tasks = [
             [
@@ -213,10 +295,13 @@ class MetaWorldDoorDrawerEnv(gym.Env):
         self._active: int | None = None  # task of the running episode
         self.variation: int | None = None
         self._mw_obs: np.ndarray | None = None
+        self._success_any_step = False
 
         big = np.full(3, 2.0)
         hand = SawyerXYZEnv._HAND_SPACE
-        low = np.concatenate([hand.low, [0.0], -big, -np.ones(4), -big, -np.ones(4), -big])
+        # Widened to the door-close hand start, which lies outside metaworld's hand space.
+        hand_low = np.minimum(hand.low, DOOR_CLOSE_HAND_INIT - 0.05)
+        low = np.concatenate([hand_low, [0.0], -big, -np.ones(4), -big, -np.ones(4), -big])
         high = np.concatenate([hand.high, [1.0], big, np.ones(4), big, np.ones(4), big])
         self._obs_low, self._obs_high = low.astype(np.float32), high.astype(np.float32)
         self.observation_space = spaces.Box(self._obs_low, self._obs_high, dtype=np.float32)
@@ -296,7 +381,13 @@ class MetaWorldDoorDrawerEnv(gym.Env):
         env.set_task(self._mw_tasks[self._active][variation])
         mw_obs, _ = env.reset()
         self._mw_obs = mw_obs
-        info = {"is_success": False, "variation": variation, "task_name": TASK_NAMES[self._active]}
+        self._success_any_step = False  # metaworld evaluates success at steps only; no task starts solved
+        info = {
+            "is_success": False,
+            "success_any_step": False,
+            "variation": variation,
+            "task_name": TASK_NAMES[self._active],
+        }
         return self._observe(env, mw_obs), info
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
@@ -308,7 +399,10 @@ class MetaWorldDoorDrawerEnv(gym.Env):
         env = self.task_env()
         mw_obs, reward, _, _, info = env.step(np.clip(action, -1.0, 1.0))
         self._mw_obs = mw_obs
-        info["is_success"] = bool(info["success"])
+        success = bool(info["success"])
+        self._success_any_step = self._success_any_step or success
+        info["is_success"] = success  # strict: success at this step (read at the last step of an episode)
+        info["success_any_step"] = self._success_any_step  # the authors' metric: success at any step so far
         return self._observe(env, mw_obs), float(reward), False, False, info
 
     def render(self) -> np.ndarray | None:  # type: ignore[override]

@@ -25,10 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
-#: Where the scene puts the drawer (closed) when a task does not move it: right half of the table.
-DRAWER_POS = np.array([0.45, 0.9, 0.0])
-#: Where the scene puts the door (closed) when a task does not move it: metaworld's own door position.
-DOOR_POS = np.array([0.0, 0.9, 0.15])
+#: Where the scene puts the drawer (closed) when a task does not move it: the right end of the drawer
+#: tasks' range, as in the authors' scene (SPEC 7).
+DRAWER_POS = np.array([0.4, 0.9, 0.0])
+#: Where the scene puts the door (closed) when a task does not move it: the left end of the door tasks'
+#: range, as in the authors' scene (SPEC 7).
+DOOR_POS = np.array([-0.1, 0.9, 0.15])
 #: Goal site position written in the XML (every task moves it at reset).
 GOAL_POS = np.array([0.0, 0.74, 0.05])
 #: An extra camera that shows the arm, the door and the drawer upright (metaworld's ``corner*`` cameras

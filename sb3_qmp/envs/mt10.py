@@ -11,10 +11,16 @@ Each task has the benchmark's 50 parametric variations (object and goal position
   clips it to its own space, whose object entries are unbounded; here they are clipped to
   ``[-object_bound, object_bound]`` so that the space is finite (the union over the 10 tasks).
 * Action (4): end-effector xyz displacement and gripper effort, in ``[-1, 1]``.
-* Reward, ``info["success"]`` and the other ``info`` keys are metaworld's (reward version v2);
-  ``info["is_success"] = bool(info["success"])``. Episodes do not terminate on success by
+* Reward, ``info["success"]`` and the other ``info`` keys are metaworld's (reward version v2).
+  Success, two ways: ``info["is_success"] = bool(info["success"])``, success at the current step (the
+  strict metric: read at the last step, "success at the end of the episode"), and
+  ``info["success_any_step"]``, True once metaworld's flag has been set at any step of the episode
+  (the authors' metric, the one the paper's curves count). Episodes do not terminate on success by
   default; the 500-step limit comes from the registration of ``MetaWorldMT10-v0`` (metaworld's own
   500-step truncation, and its error when stepping past it, are disabled).
+* Variation sets: ``variation_set="train"`` (default) uses ``metaworld.MT10(seed=benchmark_seed)``,
+  ``"eval"`` uses ``metaworld.MT10(seed=benchmark_seed + 100)``, a separate set of object and goal
+  positions, as the authors evaluated.
 
 Building the benchmark (500 variations) takes a few seconds; it is cached per process and
 benchmark seed, and so are the observation bounds. One metaworld env per task is kept, built at the
@@ -32,6 +38,7 @@ import numpy as np
 from gymnasium import spaces
 
 from sb3_qmp.common.multitask_env import MultiTaskWrapper, check_task_id
+from sb3_qmp.envs.variations import check_variation_set, variation_set_seed
 
 TASK_NAMES = [
     "reach-v3",
@@ -89,7 +96,11 @@ class MetaWorldMT10Env(gym.Env):
 
     :param task_id: initial task (changed with :meth:`set_task`, applied at the next reset).
     :param benchmark_seed: seed of ``metaworld.MT10`` (which 50 variations each task has);
-        keep it fixed so that every env of a run sees the same variations.
+        keep it fixed so that every env of a run sees the same variations (the run's seed, to do as
+        the authors did). ``None`` lets metaworld draw the variations at random.
+    :param variation_set: ``"train"`` (``MT10(seed=benchmark_seed)``) or ``"eval"``
+        (``MT10(seed=benchmark_seed + 100)``: the authors' separate evaluation set). Give the
+        evaluation env the training env's ``benchmark_seed`` and ``variation_set="eval"``.
     :param terminate_on_success: end the episode at the first success step.
     :param object_bound: finite bound of the object entries of the observation.
     :param render_mode: ``"rgb_array"`` to render with metaworld's MuJoCo renderer.
@@ -107,6 +118,7 @@ class MetaWorldMT10Env(gym.Env):
         self,
         task_id: int = 0,
         benchmark_seed: int | None = 0,
+        variation_set: str = "train",
         terminate_on_success: bool = False,
         object_bound: float = 10.0,
         render_mode: str | None = None,
@@ -123,8 +135,13 @@ class MetaWorldMT10Env(gym.Env):
         self.terminate_on_success = bool(terminate_on_success)
         self.render_mode = render_mode
         self.benchmark_seed = benchmark_seed
+        self.variation_set = check_variation_set(variation_set)
+        if benchmark_seed is None and variation_set == "eval":
+            raise ValueError("variation_set='eval' is drawn from benchmark_seed + 100: give benchmark_seed (the run's seed).")
+        #: The seed of ``metaworld.MT10`` this env's variations come from.
+        self.variation_list_seed = None if benchmark_seed is None else variation_set_seed(benchmark_seed, variation_set)
 
-        self._benchmark = mt10_benchmark(benchmark_seed)
+        self._benchmark = mt10_benchmark(self.variation_list_seed)
         self.variations: list[list[Any]] = [
             [task for task in self._benchmark.train_tasks if task.env_name == name] for name in TASK_NAMES
         ]
@@ -134,12 +151,13 @@ class MetaWorldMT10Env(gym.Env):
         self._env_kwargs = {"render_mode": render_mode, "camera_name": camera_name, "width": width, "height": height}
         # One metaworld env per task, built at its first use (an env fixed to one task builds one).
         self.envs: list[Any | None] = [None] * self.num_tasks
-        low, high = _observation_bounds(benchmark_seed)
+        low, high = _observation_bounds(self.variation_list_seed)
         low, high = np.clip(low, -object_bound, object_bound), np.clip(high, -object_bound, object_bound)
         self._low, self._high = low, high
         self.observation_space = spaces.Box(low.astype(np.float32), high.astype(np.float32), dtype=np.float32)
         self.action_space = spaces.Box(-1.0, 1.0, shape=(4,), dtype=np.float32)
         self.variation = 0
+        self._success_any_step = False
 
     @property
     def env(self) -> Any:
@@ -183,7 +201,8 @@ class MetaWorldMT10Env(gym.Env):
         env.set_task(self.variations[self.current_task][self.variation])
         obs, info = env.reset()
         info = dict(info)
-        info.update(is_success=False, task_name=self.task_name, variation=self.variation)
+        self._success_any_step = False  # metaworld evaluates success at steps only
+        info.update(is_success=False, success_any_step=False, task_name=self.task_name, variation=self.variation)
         return self._obs(obs), info
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
@@ -192,7 +211,9 @@ class MetaWorldMT10Env(gym.Env):
             raise ValueError(f"action must have shape (4,), got {action.shape}")
         obs, reward, _, _, info = self.env.step(np.clip(action, -1.0, 1.0))
         success = bool(info["success"])
-        info["is_success"] = success
+        self._success_any_step = self._success_any_step or success
+        info["is_success"] = success  # strict: success at this step (read at the last step of an episode)
+        info["success_any_step"] = self._success_any_step  # the authors' metric: success at any step so far
         return self._obs(obs), float(reward), success and self.terminate_on_success, False, info
 
     def render(self) -> np.ndarray | None:

@@ -18,6 +18,10 @@ The state is the position in ``[-1, 1]^2``; an action is a velocity in ``[-1, 1]
 goal (the step cost makes reaching it early pay, whatever the entropy bonus), or after 30
 steps (time limit added at registration). Plain SAC learns a dense task in ~3k steps; the
 sparse task needs luck, which is what behaviour sharing supplies.
+
+Success: ``info["is_success"]`` is "within ``goal_radius`` of the goal at this step". As the episode ends
+there, the any-step success ``info["success_any_step"]`` (the package's convention for every env) is
+the same flag: an episode succeeds if and only if it ended at the goal.
 """
 
 from __future__ import annotations
@@ -76,7 +80,7 @@ class MultiGoalPointEnv(gym.Env):
         if options:
             raise ValueError(f"MultiGoalPointEnv.reset takes no options (got {sorted(options)}); use set_task().")
         self._pos = self.np_random.uniform(-self.start_noise, self.start_noise, size=2).astype(np.float32)
-        return self._pos.copy(), {"is_success": False}
+        return self._pos.copy(), {"is_success": False, "success_any_step": False}
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
         action = np.clip(np.asarray(action, dtype=np.float32), -1.0, 1.0)
@@ -86,7 +90,9 @@ class MultiGoalPointEnv(gym.Env):
         # Every step costs 1 until the goal is reached (so ending the episode early pays);
         # dense tasks add the distance to the goal, the sparse task has no distance term.
         reward = -1.0 if SPARSE[self.task_id] else -1.0 - dist
-        return self._pos.copy(), reward, success, False, {"is_success": success, "distance": dist}
+        # The episode ends at success, so success at any step so far is this step's success.
+        info = {"is_success": success, "success_any_step": success, "distance": dist}
+        return self._pos.copy(), reward, success, False, info
 
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array":
