@@ -18,6 +18,16 @@ from sb3_qmp.separated.separated import check_collector
 BATCH_MODES = ("per_task", "mixed")
 
 
+def check_batch_mode(batch_mode: Any) -> None:
+    """Raise a clear error unless ``batch_mode`` is one of :data:`BATCH_MODES`."""
+    if batch_mode not in BATCH_MODES:
+        raise ValueError(
+            f"batch_mode must be one of {BATCH_MODES}, got {batch_mode!r}: 'per_task' updates every task on "
+            "batch_size samples of its own data per gradient step, 'mixed' uses one batch of batch_size "
+            "samples in all drawn over every task's data (the authors' multi-head training)."
+        )
+
+
 class MultiHeadSAC(MultiTaskSAC):
     """Parameters only: one SAC network with a trunk shared by all tasks and one output head per task
     (actor and each critic), per-task entropy coefficients, every task collecting with its own head.
@@ -54,16 +64,12 @@ class MultiHeadSAC(MultiTaskSAC):
 
     def __init__(self, policy: Any = "MlpPolicy", env: Any = None, batch_mode: str = "per_task", **kwargs: Any) -> None:
         check_collector(type(self).__name__, kwargs.get("collector"), self.default_collector)
-        if batch_mode not in BATCH_MODES:
-            raise ValueError(
-                f"batch_mode must be one of {BATCH_MODES}, got {batch_mode!r}: 'per_task' updates every task on "
-                "batch_size samples of its own data per gradient step, 'mixed' uses one batch of batch_size "
-                "samples in all drawn over every task's data (the authors' multi-head training)."
-            )
+        check_batch_mode(batch_mode)
         self.batch_mode = batch_mode
         super().__init__(policy, env, **kwargs)
 
     def _setup_model(self) -> None:
+        check_batch_mode(self.batch_mode)  # again here: load() sets it from the file or its keyword arguments
         super()._setup_model()
         if not isinstance(self.policy, MultiHeadSACPolicy):
             raise ValueError(f"{type(self).__name__} needs a MultiHeadSACPolicy, got {type(self.policy).__name__}.")
