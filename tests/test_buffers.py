@@ -67,3 +67,26 @@ def test_bad_construction():
         MultiTaskReplayBuffer(10, OBS_SPACE, ACT_SPACE)
     with pytest.raises(ValueError, match="optimize_memory_usage"):
         MultiTaskReplayBuffer(10, OBS_SPACE, ACT_SPACE, optimize_memory_usage=True, num_tasks=T)
+
+
+def test_sample_mixed_draws_over_all_stored_transitions():
+    """One batch of exactly N rows over every task's data, each task in proportion to what it stores."""
+    buffer = MultiTaskReplayBuffer(1000, OBS_SPACE, ACT_SPACE, n_envs=1, num_tasks=T)
+    sizes = {0: 100, 2: 300}  # task 1 has no data yet: it gets no rows (no error, unlike per-task sampling)
+    for task, size in sizes.items():
+        for value in range(size):
+            add(buffer, [task], 1000 * task + value)  # the stored value names its task and slot
+    np.random.seed(0)
+    batch = buffer.sample_mixed(20_000)
+    assert batch.observations.shape == (20_000, D + T) and batch.actions.shape == (20_000, 1)
+    assert batch.rewards.shape == batch.dones.shape == batch.tasks.shape == (20_000,)
+    tasks = batch.tasks.numpy()
+    np.testing.assert_array_equal(batch.observations[:, D:].argmax(-1).numpy(), tasks)  # rows carry their task
+    np.testing.assert_array_equal(batch.rewards.numpy() // 1000, tasks)  # ... and that task's stored data
+    slots = batch.rewards.numpy() % 1000
+    for task, size in sizes.items():
+        assert set(slots[tasks == task].astype(int)) == set(range(size)), f"task {task}: not every slot drawn"
+    np.testing.assert_allclose(np.bincount(tasks, minlength=T) / tasks.size, [0.25, 0.0, 0.75], atol=0.015)
+    assert buffer.sample_mixed(7).tasks.shape == (7,)
+    with pytest.raises(RuntimeError, match="empty"):
+        MultiTaskReplayBuffer(10, OBS_SPACE, ACT_SPACE, n_envs=1, num_tasks=T).sample_mixed(4)

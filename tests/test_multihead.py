@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch as th
 
-from sb3_qmp import MultiHeadSAC, QMPMultiHead
+from sb3_qmp import MultiHeadSAC, QMPMultiHead, make_multitask_vec_env
+from sb3_qmp.common.batched import MemberLayout
+from sb3_qmp.common.buffers import MixedReplayBufferSamples, MultiTaskReplayBufferSamples
 from sb3_qmp.multihead import MultiHeadActor, MultiHeadCritic, MultiHeadSACPolicy
 
 T, D, A = 4, 2, 2
@@ -167,3 +169,178 @@ def test_qmp_multihead_commitment_and_own_prob(env, monkeypatch):
     with th.no_grad():
         for _ in range(2 * k):
             assert th.equal(own.collector.select(own.policy, features, tasks)[1], tasks)
+
+
+# ----------------------------------------------------------------------------------------------
+# batch_mode="mixed": one batch over all tasks' data per gradient step (the authors' multi-head training)
+# ----------------------------------------------------------------------------------------------
+def test_batch_mode_is_validated(env):
+    assert MultiHeadSAC(env, **SMALL).batch_mode == "per_task"  # the default
+    with pytest.raises(ValueError, match=r"batch_mode must be one of \('per_task', 'mixed'\), got 'pooled'"):
+        MultiHeadSAC(env, batch_mode="pooled", **SMALL)
+    with pytest.raises(ValueError, match="batch_mode"):
+        QMPMultiHead(env, batch_mode="Mixed", **SMALL)
+
+
+def test_mixed_rows_go_through_their_tasks_heads():
+    """The mixed-batch paths equal every row evaluated alone through its task's actor and critic heads."""
+    th.manual_seed(0)
+    actor = MultiHeadActor(T, D, A, [16, 16], head_arch=[8])
+    critic = MultiHeadCritic(T, D, A, [16, 16], n_critics=2)
+    tasks = th.tensor([2, 0, 2, 3, 3, 3, 1, 0, 2])
+    n = tasks.shape[0]
+    obs, actions = th.randn(n, D), th.rand(n, A) * 2 - 1
+    layout = MemberLayout(tasks, T)
+    with th.no_grad():
+        mean, log_std = actor.row_distribution_params(obs, layout)
+        q = critic.row_q_values(obs, actions, layout)
+        assert mean.shape == log_std.shape == (n, A) and q.shape == (2, n)
+        for row in range(n):
+            task = tasks[row : row + 1]
+            ref_mean, ref_log_std = actor.distribution_params(obs[row].view(1, 1, D), task)
+            th.testing.assert_close(mean[row], ref_mean[0, 0])
+            th.testing.assert_close(log_std[row], ref_log_std[0, 0])
+            ref_q = critic(obs[row].expand(T, 1, D), actions[row].expand(T, 1, A))  # (C, T, 1): every head
+            th.testing.assert_close(q[:, row], ref_q[:, tasks[row], 0])
+
+
+def _batch_of(model, tasks: list[int]) -> MixedReplayBufferSamples:
+    """A mixed batch of stored transitions of the given tasks (one row each, in that order)."""
+    buffer = model.replay_buffer
+    rows, idx = np.asarray(tasks), np.arange(len(tasks))
+    data = buffer._get_samples_2d(rows, idx)
+    return MixedReplayBufferSamples(*data, th.as_tensor(rows))
+
+
+def test_mixed_step_takes_one_batch_of_the_requested_size(env, monkeypatch):
+    model = MultiHeadSAC(env, batch_mode="mixed", **{**SMALL, "learning_starts": 200})
+    with pytest.warns(UserWarning, match="before learning_starts"):
+        model.learn(200)  # fills the buffer with random-action data, no update yet
+    assert model._n_updates == 0
+    requested = []
+    sample_mixed = model.replay_buffer.sample_mixed
+
+    def spy(batch_size, env=None):
+        requested.append(batch_size)
+        return sample_mixed(batch_size, env)
+
+    monkeypatch.setattr(model.replay_buffer, "sample_mixed", spy)
+    monkeypatch.setattr(model.replay_buffer, "sample", lambda *a, **k: pytest.fail("per-task sampling in mixed mode"))
+    model.train(gradient_steps=3, batch_size=40)
+    assert requested == [40, 40, 40] and model._n_updates == 3
+    fractions = [model.logger.name_to_value[f"train/task_{t}/batch_frac"] for t in range(T)]
+    assert sum(fractions) == pytest.approx(1.0) and all(f > 0 for f in fractions)  # several tasks in the batches
+
+
+def test_mixed_step_updates_only_the_heads_of_the_rows_tasks(env, monkeypatch):
+    """A gradient step on rows of tasks 0 and 2 moves the trunks and those tasks' heads and entropy
+    coefficients only (fresh Adam state: a parameter with a zero gradient does not move)."""
+    model = MultiHeadSAC(env, batch_mode="mixed", **{**SMALL, "learning_starts": 200})
+    with pytest.warns(UserWarning, match="before learning_starts"):
+        model.learn(200)
+    batch = _batch_of(model, [0, 2, 2, 0, 2, 2, 2, 0])
+    monkeypatch.setattr(model.replay_buffer, "sample_mixed", lambda batch_size, env=None: batch)
+    actor_before = {k: v.detach().clone() for k, v in model.actor.state_dict().items()}
+    critic_before = {k: v.detach().clone() for k, v in model.critic.state_dict().items()}
+    ent_before = model.log_ent_coef.detach().clone()
+    model.train(gradient_steps=1, batch_size=len(batch.tasks))
+    moved_tasks = [True, False, True, False]
+    for module, before in ((model.actor, actor_before), (model.critic, critic_before)):
+        after = module.state_dict()
+        for key in before:
+            if key.startswith("trunk."):
+                assert not th.equal(before[key], after[key]), f"trunk {key} did not move"
+                continue
+            per_task = before[key].view(-1, T, *before[key].shape[1:])  # head member c * T + t
+            after_task = after[key].view(-1, T, *after[key].shape[1:])
+            moved = [not th.equal(per_task[:, t], after_task[:, t]) for t in range(T)]
+            assert moved == moved_tasks, (key, moved)
+    moved = (model.log_ent_coef.detach() != ent_before).tolist()
+    assert moved == moved_tasks, moved
+
+
+def test_mixed_step_equals_the_per_task_step_on_a_balanced_batch(env, monkeypatch):
+    """A mixed batch holding the same B rows of every task (task-major order, same noise) is the per-task
+    step with every loss averaged over the T * B rows instead of summed over tasks: with plain SGD at
+    T x the learning rate, two gradient steps leave every weight, target and entropy coefficient equal.
+    Distinct per-task entropy coefficients make a row that used another task's coefficient show."""
+    batch_per_task, lr = 6, 0.01
+    models = {}
+    for mode, mode_lr in (("per_task", lr), ("mixed", lr * T)):
+        model = MultiHeadSAC(env, batch_mode=mode, **{**SMALL, "learning_starts": 100})
+        with pytest.warns(UserWarning, match="before learning_starts"):
+            model.learn(40)  # sets up the logger; no gradient step
+        model.lr_schedule = lambda _, value=mode_lr: value  # train() writes the schedule's lr into the optimisers
+        model.actor.optimizer = th.optim.SGD(model.actor.parameters(), lr=mode_lr)
+        model.critic.optimizer = th.optim.SGD(model.critic.parameters(), lr=mode_lr)
+        model.ent_coef_optimizer = th.optim.SGD([model.log_ent_coef], lr=mode_lr)
+        models[mode] = model
+    per_task, mixed = models["per_task"], models["mixed"]
+    mixed.policy.load_state_dict(per_task.policy.state_dict())
+    with th.no_grad():
+        for model in models.values():
+            model.log_ent_coef.copy_(th.log(th.tensor([0.05, 1.0, 3.0, 0.3])))
+
+    gen = th.Generator().manual_seed(1)
+    obs = th.cat([th.randn(T, batch_per_task, D, generator=gen), th.eye(T)[:, None].expand(-1, batch_per_task, -1)], -1)
+    next_obs = obs.clone()
+    next_obs[..., :D] += 0.1 * th.randn(T, batch_per_task, D, generator=gen)
+    actions = th.rand(T, batch_per_task, A, generator=gen) * 2 - 1
+    rewards = th.randn(T, batch_per_task, generator=gen)
+    dones = (th.rand(T, batch_per_task, generator=gen) < 0.3).float()
+    balanced = MultiTaskReplayBufferSamples(obs, actions, next_obs, dones, rewards)
+    flat = MixedReplayBufferSamples(
+        *(x.reshape(T * batch_per_task, *x.shape[2:]) for x in balanced),
+        th.arange(T).repeat_interleave(batch_per_task),
+    )
+    monkeypatch.setattr(per_task.replay_buffer, "sample", lambda batch_size, env=None: balanced)
+    monkeypatch.setattr(mixed.replay_buffer, "sample_mixed", lambda batch_size, env=None: flat)
+    for model, batch_size in ((per_task, batch_per_task), (mixed, T * batch_per_task)):
+        th.manual_seed(7)  # the same reparametrisation noise, drawn in the same (task-major) order
+        model.train(gradient_steps=2, batch_size=batch_size)
+    reference = per_task.policy.state_dict()
+    for key, value in mixed.policy.state_dict().items():
+        th.testing.assert_close(value, reference[key], rtol=1e-5, atol=1e-6, msg=key)
+    th.testing.assert_close(mixed.log_ent_coef, per_task.log_ent_coef, rtol=1e-5, atol=1e-6)
+    assert not th.equal(per_task.log_ent_coef.detach(), th.log(th.tensor([0.05, 1.0, 3.0, 0.3])))  # it did train
+
+
+def test_mixed_mode_learns_every_dense_task():
+    """Short run on the built-in env: every dense task's own-policy return improves (an untrained policy
+    wanders for all 30 steps, return about -30 to -60; a trained one reaches its goal, about -8)."""
+    from test_learning import DENSE_TASKS, per_task_returns
+
+    train_env = make_multitask_vec_env("MultiGoalPoint-v0", n_envs_per_task=1, seed=0)
+    model = MultiHeadSAC(
+        train_env,
+        batch_mode="mixed",
+        learning_starts=500,
+        batch_size=128,  # in all, about 32 per task
+        train_freq=1,
+        gradient_steps=2,
+        policy_kwargs=dict(net_arch=[64, 64]),
+        seed=0,
+    )
+    before = per_task_returns(model)
+    model.learn(3_000)
+    after = per_task_returns(model)
+    assert (after[DENSE_TASKS] > before[DENSE_TASKS] + 10).all(), (before, after)
+    assert (after[DENSE_TASKS] > -18).all(), after
+
+
+@pytest.mark.parametrize("algo", [MultiHeadSAC, QMPMultiHead])
+def test_batch_mode_survives_save_and_load(env, tmp_path, algo, monkeypatch):
+    model = algo(env, batch_mode="mixed", **SMALL)
+    model.learn(150)
+    model.save(tmp_path / "model")
+    model.save_replay_buffer(tmp_path / "buffer")
+    loaded = algo.load(tmp_path / "model", env=env)
+    assert loaded.batch_mode == "mixed"
+    loaded.load_replay_buffer(tmp_path / "buffer")
+    monkeypatch.setattr(type(loaded.replay_buffer), "sample", lambda *a, **k: pytest.fail("per-task sampling after load"))
+    updates = loaded._n_updates
+    loaded.learn(100, reset_num_timesteps=False)
+    assert loaded._n_updates > updates
+    assert algo.load(tmp_path / "model", env=env, batch_mode="per_task").batch_mode == "per_task"  # overridable
+    with pytest.raises(ValueError, match="batch_mode must be one of"):
+        algo.load(tmp_path / "model", env=env, batch_mode="pooled")

@@ -20,6 +20,7 @@ SHARED_YAML = Path(__file__).parent.parent / "sb3_qmp" / "hyperparams" / "shared
 # Paper (Table 2, appendix A.3.3) for Shared: (T, batch of one gradient step, hidden width, learning rate).
 PAPER_SHARED = {
     "MultistageReacher-v0": (5, 32, 600, 3e-4),
+    "MultistageReacher-v1": (5, 32, 600, 3e-4),
     "MazeNavigation-v0": (10, 256, 834, 3e-4),
     "MetaWorldDoorDrawer-v0": (4, 256, 512, 1e-3),
     "MetaWorldMT10-v0": (10, 256, 512, 1e-3),  # beyond the paper: its Meta-World settings

@@ -24,6 +24,17 @@ class MultiTaskReplayBufferSamples(NamedTuple):
     rewards: th.Tensor  # (T, B)
 
 
+class MixedReplayBufferSamples(NamedTuple):
+    """ONE batch of N transitions mixed over tasks, with the task of every row."""
+
+    observations: th.Tensor  # (N, obs_dim)
+    actions: th.Tensor  # (N, action_dim)
+    next_observations: th.Tensor  # (N, obs_dim)
+    dones: th.Tensor  # (N,)
+    rewards: th.Tensor  # (N,)
+    tasks: th.Tensor  # (N,) int64
+
+
 class MultiTaskReplayBuffer(ReplayBuffer):
     """T ring buffers of ``buffer_size`` transitions each, one per task.
 
@@ -133,6 +144,30 @@ class MultiTaskReplayBuffer(ReplayBuffer):
         idx = np.random.randint(0, sizes[:, None], size=(self.num_tasks, batch_size))
         rows = np.arange(self.num_tasks)[:, None]
         return self._get_samples_2d(rows, idx, env)
+
+    def sample_mixed(self, batch_size: int, env: VecNormalize | None = None) -> MixedReplayBufferSamples:
+        """``batch_size`` transitions in all, drawn uniformly from every stored transition of every task.
+
+        This is sampling from ONE replay buffer shared by all tasks (as the authors' multi-head SAC did):
+        a task's expected share of the batch is its share of the stored data, and a task with no data
+        yet simply gets no rows. (The storage stays per task, so the shares differ from a single shared
+        ring only once a task's own ring of ``buffer_size`` has wrapped.)
+
+        :param batch_size: total number of transitions N.
+        :param env: the ``VecNormalize`` wrapper whose statistics normalise observations and rewards.
+        :return: the N transitions and their tasks.
+        """
+        sizes = self.task_sizes()
+        total = int(sizes.sum())
+        if total == 0:
+            raise RuntimeError("The replay buffer is empty: collect transitions before sampling a batch.")
+        flat = np.random.randint(0, total, size=batch_size)
+        # Flat index -> (task, slot): task t owns the flat range [ends[t] - sizes[t], ends[t]).
+        ends = np.cumsum(sizes)
+        tasks = np.searchsorted(ends, flat, side="right")
+        idx = flat - (ends - sizes)[tasks]
+        data = self._get_samples_2d(tasks, idx, env)
+        return MixedReplayBufferSamples(*data, th.as_tensor(tasks, dtype=th.int64, device=self.device))
 
     def _get_samples_2d(
         self, rows: np.ndarray, idx: np.ndarray, env: VecNormalize | None = None

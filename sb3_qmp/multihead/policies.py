@@ -16,7 +16,7 @@ from gymnasium import spaces
 from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
 
-from sb3_qmp.common.batched import BatchedMLP, member_layout
+from sb3_qmp.common.batched import BatchedMLP, MemberLayout, member_layout
 from sb3_qmp.mtsac.policies import (
     LOG_STD_MAX,
     LOG_STD_MIN,
@@ -73,6 +73,16 @@ class MultiHeadActor(MultiTaskActor):
         ``tasks[m]`` (all T heads in order if ``None``)."""
         return self._heads(self.trunk_features(obs), tasks)
 
+    def row_distribution_params(self, obs: th.Tensor, layout: MemberLayout) -> tuple[th.Tensor, th.Tensor]:
+        """Pre-tanh mean and log-std ``(N, A)`` of ``(N, D)`` rows of mixed tasks: one trunk pass over all
+        rows, then row n through the head of its task ``layout.member[n]`` (the mixed-batch training path).
+
+        :param obs: network input of every row ``(N, D)``.
+        :param layout: the rows' tasks as a :class:`~sb3_qmp.common.batched.MemberLayout` over the T heads.
+        """
+        mean, log_std = self._heads(layout.pack(self.trunk_features(obs)))
+        return layout.unpack(mean), layout.unpack(log_std)
+
     def task_actions(self, obs: th.Tensor, tasks: th.Tensor, deterministic: bool = False) -> th.Tensor:
         """Each row's own head: one trunk pass over the ``(N, D)`` rows, then every row through its task's head."""
         layout = member_layout(tasks, self.num_tasks)
@@ -125,6 +135,23 @@ class MultiHeadCritic(MultiTaskCritic):
         x = th.cat([obs, actions], dim=-1).reshape(1, t * b, -1).expand(self.n_critics, -1, -1)
         hidden = self.trunk(x).view(self.n_critics * t, b, -1)
         return self.heads(hidden).view(self.n_critics, t, b)
+
+    def row_q_values(self, obs: th.Tensor, actions: th.Tensor, layout: MemberLayout) -> th.Tensor:
+        """Q-values ``(C, N)`` of ``(N, D)`` rows of mixed tasks and their ``(N, A)`` actions: every critic's
+        trunk runs once over all rows, then row n goes through critic c's head of its task
+        ``layout.member[n]`` (the mixed-batch training path).
+
+        :param obs: observation input of every row ``(N, D)``.
+        :param actions: action of every row ``(N, A)``.
+        :param layout: the rows' tasks as a :class:`~sb3_qmp.common.batched.MemberLayout` over the T tasks.
+        """
+        x = th.cat([obs, actions], dim=-1).unsqueeze(0).expand(self.n_critics, -1, -1)
+        hidden = self.trunk(x)  # (C, N, H)
+        # Rows into task slices, per critic: (T, S, C, H) -> (C * T, S, H), member c * T + t in place.
+        packed = layout.pack(hidden.transpose(0, 1)).permute(2, 0, 1, 3)
+        q = self.heads(packed.reshape(self.n_critics * self.num_tasks, layout.slots, -1))
+        q = q.view(self.n_critics, self.num_tasks, layout.slots).permute(1, 2, 0)  # (T, S, C)
+        return layout.unpack(q).transpose(0, 1)
 
     def score(self, obs: th.Tensor, actions: th.Tensor, tasks: th.Tensor, reduce: str = "q1") -> th.Tensor:
         """Score ``(N, K, A)`` candidates of ``(N, D)`` rows with row n's task head -> ``(N, K)``."""
