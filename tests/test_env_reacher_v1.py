@@ -260,3 +260,67 @@ def test_v1_is_the_scene_v1_with_the_authors_task_settings(env_v1):
     assert env_v1.model.opt.timestep == 0.01
     np.testing.assert_allclose(env_v1.model.actuator_gear[:, 0], GEARS)
     assert TASK_SEQUENCES[SHIFTED_TASK] == "ABD"
+
+
+def static_load(env: MultistageReacherEnv, qpos) -> np.ndarray:
+    """Joint torques that hold ``qpos`` at rest against gravity, as fractions of the motors' maxima."""
+    data = mujoco.MjData(env.model)
+    data.qpos[:] = qpos
+    mujoco.mj_forward(env.model, data)
+    return np.abs(data.qfrc_bias) / np.array(GEARS)
+
+
+@pytest.fixture(scope="module")
+def subgoal_poses(env_v1):
+    return {name: solve_ik(env_v1, pos)[0] for name, pos in SUBGOALS.items()}
+
+
+def test_which_poses_the_arm_can_hold(env_v1, subgoal_poses):
+    """The authors' link masses and 10 N m shoulder: A and B can be held, C, D and the start pose cannot."""
+    assert static_load(env_v1, env_v1.start_qpos).max() > 1.0
+    for name, qpos in subgoal_poses.items():
+        load = static_load(env_v1, qpos)
+        assert (load.max() < 1.0) == (name in "AB"), f"subgoal {name}: load {load.round(2)}"
+        assert load.argmax() == 1  # always the shoulder
+
+
+@pytest.mark.parametrize("task_id", range(5))
+def test_a_controller_passes_through_every_subgoal(env_v1, subgoal_poses, task_id):
+    """Gravity feed-forward plus joint PD on IK poses solves tasks 0-3; the stay pose cannot be held.
+
+    Subgoals A and B are held. C and D are beyond the shoulder's strength: the controller first raises the shoulder
+    0.1 rad above the subgoal pose with the elbow and wrist folded in (a pose the shoulder can hold), then unfolds
+    them; the hand sweeps through the subgoal while the arm sinks. PD gains are scaled by the diagonal of the mass
+    matrix, so a saturated shoulder does not disturb the other joints.
+    """
+    env = gym.make(ENV_ID, task_id=task_id)
+    base = env.unwrapped.env
+    fold = base.start_qpos[2:] + np.array([-1, 1, 1, -1]) * 0.698  # elbow and wrist at the limits that pull in
+    holdable = {name: static_load(base, q).max() < 1.0 for name, q in subgoal_poses.items()}
+    env.reset(seed=task_id)
+    data, mass_matrix = base.data, np.zeros((6, 6))
+    terminated = truncated = folded = False
+    stage, steps, counted = 0, 0, 0
+    while not (terminated or truncated):
+        sequence = TASK_SEQUENCES[task_id]
+        name = None if sequence is None else sequence[base.stage]
+        if base.stage != stage:
+            stage, folded = base.stage, False
+        target = base.start_qpos.copy() if name is None else subgoal_poses[name].copy()
+        if name is not None and not holdable[name]:
+            target[1] -= 0.1
+            if not folded:
+                target[2:] = fold
+                folded = np.abs(data.qpos - target).max() < 0.1 and np.abs(data.qvel).max() < 0.5
+        mujoco.mj_fullM(base.model, mass_matrix, data.qM)
+        torque = np.diag(mass_matrix) * (100.0 * (target - data.qpos) - 20.0 * data.qvel) + data.qfrc_bias
+        _, _, terminated, truncated, info = env.step((np.clip(torque / np.array(GEARS), -1, 1)).astype(np.float32))
+        steps += 1
+        counted += info["distance"] < 0.05
+    if task_id == STAY_TASK:  # gravity pulls the hand out of the goal ball within a few steps, for good
+        assert truncated and info["success_any_step"] and not info["is_success"]
+        assert 0 < counted < 30 and info["distance"] > 0.05
+    else:
+        assert terminated and info["is_success"] and info["stages_completed"] == 3
+        assert steps <= 100
+    env.close()
