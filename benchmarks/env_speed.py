@@ -17,7 +17,14 @@ import numpy as np
 
 import sb3_qmp  # noqa: F401  (registers the env ids)
 
-ENV_IDS = ["MultiGoalPoint-v0", "MultistageReacher-v0", "MazeNavigation-v0", "MetaWorldDoorDrawer-v0", "MetaWorldMT10-v0"]
+ENV_IDS = [
+    "MultiGoalPoint-v0",
+    "MultistageReacher-v1",
+    "MultistageReacher-v0",
+    "MazeNavigation-v0",
+    "MetaWorldDoorDrawer-v0",
+    "MetaWorldMT10-v0",
+]
 
 
 def steps_per_second(env_id: str, steps: int, seed: int = 0) -> float:

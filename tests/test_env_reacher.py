@@ -120,8 +120,8 @@ def test_observation_layout():
     # start pose perturbed by at most 0.01 per joint, at rest
     assert np.all(np.abs(obs[:6] - START_QPOS) <= 0.01 + 1e-6)
     assert not obs[6:12].any()
-    assert set(info) == {"is_success", "stages_completed", "distance"}
-    assert info["is_success"] is False and info["stages_completed"] == 0
+    assert set(info) == {"is_success", "success_any_step", "stages_completed", "distance"}
+    assert info["is_success"] is False and info["success_any_step"] is False and info["stages_completed"] == 0
     assert info["distance"] == pytest.approx(np.linalg.norm(env.hand_pos - np.array(SUBGOALS["A"])))
     env.close()
 
@@ -207,6 +207,7 @@ def test_reaching_subgoals_advances_stages_to_success(ik_solutions, task_id):
         assert info["stages_completed"] == stage + 1
         assert terminated == (stage + 1 == NUM_STAGES) and not truncated
         assert info["is_success"] == (stage + 1 == NUM_STAGES)
+        assert info["success_any_step"]  # from the first subgoal on
         remaining = NUM_STAGES - (stage + 1)
         if task_id == SHIFTED_TASK:
             assert reward == pytest.approx(-info["distance"] - 2.0 + base.subgoal_bonus)
@@ -331,6 +332,7 @@ def test_stay_task_counts_steps_near_start():
             assert info["distance"] < 0.05
             counted += 1
         assert reward == pytest.approx(-info["distance"])
+        assert info["success_any_step"]  # set at the first step (the hand starts at the goal), then kept
         assert info["stages_completed"] == min(counted // 30, 3)
         assert np.argmax(obs[12:16]) == info["stages_completed"]
         stages.append(info["stages_completed"])

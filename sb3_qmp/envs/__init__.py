@@ -26,6 +26,12 @@ def register_envs() -> None:
     specs: dict[str, dict[str, Any]] = {
         "MultiGoalPoint-v0": {"entry_point": "sb3_qmp.envs:make_multi_goal_point", "max_episode_steps": 30},
         # The paper's task sets (need the `envs` extra: mujoco, dm-control, gymnasium-robotics, metaworld).
+        # v1: the authors' scene as their code ran it; v0: the first rebuild, kept for earlier numbers.
+        "MultistageReacher-v1": {
+            "entry_point": "sb3_qmp.envs.reacher:make_env",
+            "max_episode_steps": 200,
+            "kwargs": {"version": 1},
+        },
         "MultistageReacher-v0": {"entry_point": "sb3_qmp.envs.reacher:make_env", "max_episode_steps": 200},
         "MazeNavigation-v0": {"entry_point": "sb3_qmp.envs.maze:make_env", "max_episode_steps": 600},
         "MetaWorldDoorDrawer-v0": {

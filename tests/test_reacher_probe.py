@@ -1,0 +1,49 @@
+"""Smoke test of benchmarks/reacher_probe.py: a minuscule budget, a resumed run and the summary files."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import pathlib
+import sys
+
+import pytest
+
+pytest.importorskip("mujoco")
+pytest.importorskip("dm_control", reason="the Jaco model ships with dm-control")
+
+SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "reacher_probe.py"
+
+
+def load_probe():
+    spec = importlib.util.spec_from_file_location("bench_reacher_probe", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_probe_runs_resumes_and_summarizes(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    probe = load_probe()
+    common = ["--versions", "1", "--tasks", "2", "--learning-starts", "40", "--eval-freq", "30", "--eval-episodes", "1"]
+    common += ["--jobs", "1", "--out", str(tmp_path / "out"), "--work", str(tmp_path / "work")]
+    (first,) = probe.main([*common, "--steps", "60"])
+    assert [h["env_steps"] for h in first["history"]] == [30, 60]
+    # a longer budget continues the same run from its checkpoint (once its result file is gone)
+    (tmp_path / "out" / "runs" / "v1_task2_seed0.json").unlink()
+    (resumed,) = probe.main([*common, "--steps", "90"])
+    history = resumed["history"]
+    assert [h["env_steps"] for h in history] == [30, 60, 90]
+    assert history[2]["wall_s"] >= history[1]["wall_s"] > 0  # wall time adds up over sessions
+    assert resumed["final"] == {k: history[-1][k] for k in resumed["final"]}
+    for key in ("stages_completed", "success_any_step", "is_success"):
+        assert resumed["best_during_training"][key] == max(h[key] for h in history)
+    # a finished run is read back, not trained again
+    assert probe.main([*common, "--steps", "90"])[0] == resumed
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary[0]["env_id"] == "MultistageReacher-v1" and "history" not in summary[0]
+    assert "| MultistageReacher-v1 | 2 | 0 | 90 |" in (tmp_path / "out" / "summary.md").read_text()
+    assert "MultistageReacher-v1" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        probe.main([*common, "--steps", "50"])  # not a multiple of --eval-freq
