@@ -8,6 +8,7 @@ that carry on from before the split. A ``CheckpointCallback``'s files (model + r
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from conftest import SMALL_KWARGS
 from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
 
 from sb3_qmp import QMP, DnC, MultiTaskSAC, SharedSAC, make_multitask_vec_env
+from sb3_qmp.zoo import checkpoint_replay_buffer, register_zoo
 
 TOTAL, SPLIT = 400, 200  # env steps (100 and 50 per task); the split falls on a vec-env step (4 sub-envs)
 CASES = {
@@ -133,3 +135,49 @@ def test_checkpoint_callback_files_are_enough_to_resume(name, reference_runs):
     for name in ("actor", "critic", "ent_coef"):
         expected[f"{name}_optimizer_steps"] = [steps - 1 for steps in expected[f"{name}_optimizer_steps"]]
     assert counters(resumed) == expected
+
+
+# ----------------------------------------------------------------------------------------------
+# rl-zoo3: -i continues a killed run from a --save-freq checkpoint saved with --save-replay-buffer
+# ----------------------------------------------------------------------------------------------
+ZOO = ["--env", "MultiGoalPoint-v0", "--seed", "1", "--eval-freq", "-1", "--num-threads", "1"]
+ZOO_PARAMS = ["-params", "learning_starts:100", "callback:None"]  # no per-task evaluation: not what is tested
+
+
+def zoo_train(monkeypatch: pytest.MonkeyPatch, args: list[str]) -> None:
+    register_zoo()
+    from rl_zoo3.train import train
+
+    monkeypatch.setattr(sys, "argv", ["rl_zoo3.train", "--algo", "qmp", *ZOO, *args, *ZOO_PARAMS])
+    train()
+
+
+def test_zoo_resumes_from_a_checkpoint_with_its_replay_buffer(monkeypatch, tmp_path, capsys):
+    logs = tmp_path / "logs"
+    zoo_train(monkeypatch, ["-n", "400", "--save-freq", "200", "--save-replay-buffer", "-f", str(logs)])
+    first = logs / "qmp" / "MultiGoalPoint-v0_1"
+    checkpoint = first / "rl_model_200_steps.zip"
+    assert checkpoint_replay_buffer(checkpoint) == first / "rl_model_replay_buffer_200_steps.pkl"
+    assert (first / "replay_buffer.pkl").is_file()  # the final buffer (416 steps) must not be the one loaded
+
+    # The run was killed after its first checkpoint: continue it for 200 more env steps.
+    capsys.readouterr()
+    zoo_train(monkeypatch, ["-n", "200", "--save-replay-buffer", "-f", str(logs), "-i", str(checkpoint)])
+    assert "Loading the checkpoint's replay buffer" in capsys.readouterr().out
+    second = logs / "qmp" / "MultiGoalPoint-v0_2"
+    model = QMP.load(second / "MultiGoalPoint-v0.zip")
+    model.load_replay_buffer(second / "replay_buffer.pkl")
+    # The counters went on from 200 (to 424: whole 32-step rollouts); the buffer is the checkpoint's (200 env
+    # steps less the last vec-env step, see above) plus every step since.
+    assert model.num_timesteps == 424
+    np.testing.assert_array_equal(model.replay_buffer.task_sizes(), (424 - 4) // 4)
+    assert model.selection_counts.sum() == 424 - 100  # every collection step after learning_starts, once
+
+
+def test_zoo_resume_without_a_buffer_warns(monkeypatch, tmp_path):
+    logs = tmp_path / "logs"
+    zoo_train(monkeypatch, ["-n", "200", "--save-freq", "200", "-f", str(logs)])
+    checkpoint = logs / "qmp" / "MultiGoalPoint-v0_1" / "rl_model_200_steps.zip"
+    assert checkpoint_replay_buffer(checkpoint) is None  # saved without --save-replay-buffer
+    with pytest.warns(UserWarning, match="training continues from an empty buffer"):
+        zoo_train(monkeypatch, ["-n", "32", "-f", str(logs), "-i", str(checkpoint)])
