@@ -54,29 +54,32 @@ def assert_same_params(a: dict[str, th.Tensor], b: dict[str, th.Tensor]) -> None
         assert th.equal(a[key], b[key]), f"parameter {key} differs"
 
 
-def set_constant_actors(policy, means: np.ndarray) -> None:
-    """Make actor j output (almost) exactly ``means[j]`` whatever the state: zero output weights,
-    bias = atanh(mean), log-std at its minimum."""
+def set_constant_actors(policy, means: np.ndarray, log_std: float = -20.0) -> None:
+    """Make actor j's action distribution the same in every state: zero output weights, pre-tanh mean
+    ``atanh(means[j])`` and log-std ``log_std`` (the default -20 is the minimum: samples equal the mean)."""
     out = policy.actor.net.output
     action_dim = means.shape[1]
     with th.no_grad():
         out.weight.zero_()
         out.bias[:, 0, :action_dim] = th.atanh(th.as_tensor(means, dtype=th.float32))
-        out.bias[:, 0, action_dim:] = -20.0
+        out.bias[:, 0, action_dim:] = log_std
 
 
-def set_distance_critics(policy, targets: np.ndarray) -> None:
-    """Make every critic of task i compute ``Q_i(s, a) = -|a_0 - targets[i]|`` (needs net_arch of width >= 2)."""
+def set_distance_critics(policy, targets: np.ndarray, second_targets: np.ndarray | None = None) -> None:
+    """Make critic 1 of task i compute ``Q1_i(s, a) = -|a_0 - targets[i]|`` and every further critic
+    ``-|a_0 - second_targets[i]|`` (the same targets if ``None``); needs net_arch of width >= 2."""
     q_net = policy.critic.q_net
     num_tasks = policy.num_tasks
     a0 = policy.features_dim  # input index of the first action dimension
     first, second = q_net.hidden
+    second_targets = targets if second_targets is None else second_targets
     with th.no_grad():
         for layer in (*q_net.hidden, q_net.output):
             layer.weight.zero_()
             layer.bias.zero_()
-        for member in range(q_net.num_members):
-            target = float(targets[member % num_tasks])
+        for member in range(q_net.num_members):  # member c * T + t is critic c of task t
+            critic, task = divmod(member, num_tasks)
+            target = float((targets if critic == 0 else second_targets)[task])
             first.weight[member, a0, 0], first.bias[member, 0, 0] = 1.0, -target  # relu(a0 - t)
             first.weight[member, a0, 1], first.bias[member, 0, 1] = -1.0, target  # relu(t - a0)
             second.weight[member, 0, 0] = second.weight[member, 1, 1] = 1.0

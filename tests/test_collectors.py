@@ -14,15 +14,21 @@ from stable_baselines3.common.logger import configure
 from sb3_qmp import QMP, MultiTaskSAC, MultiTaskWrapper, make_multitask_vec_env
 from sb3_qmp.common.collectors import QSwitchCollector, make_collector
 
-# Policy j proposes action (MEANS[j], 0); task i's critic prefers the proposal of PREFERRED[i].
+# Policy j proposes action (MEANS[j], 0). Task i's first critic prefers the proposal of PREFERRED[i]; its second
+# critic is Q2_i = -|a_0 - SECOND_TARGETS[i]|, so min(Q1, Q2) = -max(|a_0 - t1|, |a_0 - t2|) prefers the proposal
+# nearest the midpoint of the two targets, PREFERRED_MIN[i] (and Q2 alone prefers yet another one on tasks 0 and 3).
 MEANS = np.array([[-0.6, 0.0], [-0.2, 0.0], [0.2, 0.0], [0.6, 0.0]])
 PREFERRED = np.array([2, 0, 3, 1])
+PREFERRED_MIN = np.array([1, 3, 0, 2])
+SECOND_TARGETS = 2 * MEANS[PREFERRED_MIN, 0] - MEANS[PREFERRED, 0]
+SPREAD = 0.5  # pre-tanh std of every policy in the tests that need real action spread
+ROWS_PER_TASK = 4000
 
 
 def hand_set_qmp(env, **collector_kwargs) -> QMP:
     model = QMP(env, collector_kwargs=collector_kwargs, seed=0, **SMALL_KWARGS)
     set_constant_actors(model.policy, MEANS)
-    set_distance_critics(model.policy, MEANS[PREFERRED, 0])
+    set_distance_critics(model.policy, MEANS[PREFERRED, 0], SECOND_TARGETS)
     return model
 
 
@@ -33,14 +39,71 @@ def select(model, obs: np.ndarray):
     return actions.numpy(), chosen.numpy(), tasks.numpy()
 
 
+def spread_select(env, score: str):
+    """The Q1 switch (task i's target: policy PREFERRED[i]'s mean) on ROWS_PER_TASK rows of every task,
+    with every policy sampling around its mean with pre-tanh std SPREAD."""
+    model = hand_set_qmp(env, score=score, critic_reduce="q1")
+    set_constant_actors(model.policy, MEANS, log_std=float(np.log(SPREAD)))
+    obs = np.repeat(env.reset(), ROWS_PER_TASK, axis=0)
+    th.manual_seed(0)
+    return select(model, obs)
+
+
+def reference_switch(task: int, score: str, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """NumPy reference of that switch for ``n`` independent rows of ``task``: the winner and the executed action
+    (the winner's sample, the one that was scored when ``score="sample"``)."""
+    samples = np.tanh(np.arctanh(MEANS)[None] + SPREAD * rng.standard_normal((n, *MEANS.shape)))
+    candidates = samples if score == "sample" else np.broadcast_to(MEANS, samples.shape)
+    winner = (-np.abs(candidates[..., 0] - MEANS[PREFERRED[task], 0])).argmax(axis=1)
+    return winner, samples[np.arange(n), winner]
+
+
 @pytest.mark.parametrize("score", ["mean", "sample"])
-@pytest.mark.parametrize("critic_reduce", ["q1", "min"])
-def test_qswitch_executes_the_argmax_policy(point_env, score, critic_reduce):
+@pytest.mark.parametrize(("critic_reduce", "expected"), [("q1", PREFERRED), ("min", PREFERRED_MIN)])
+def test_qswitch_picks_the_argmax_of_the_configured_critic(point_env, score, critic_reduce, expected):
+    # The twin critics disagree: Q1 alone, min(Q1, Q2) and Q2 alone each pick another policy.
     model = hand_set_qmp(point_env, score=score, critic_reduce=critic_reduce)
     obs = point_env.reset()
     actions, chosen, tasks = select(model, obs)
+    np.testing.assert_array_equal(chosen, expected[tasks])
+    np.testing.assert_allclose(actions, MEANS[expected[tasks]], atol=1e-5)  # log-std -20: sample = mean
+
+    features, task_ids = model.policy.split_obs(th.as_tensor(obs, dtype=th.float32))
+    candidates = th.as_tensor(MEANS, dtype=th.float32).expand(4, -1, -1)  # every row scores all 4 proposals
+    with th.no_grad():
+        scores = model.critic.score(features, candidates, task_ids, critic_reduce).numpy()
+    q1 = -np.abs(MEANS[None, :, 0] - MEANS[PREFERRED, 0][:, None])
+    q2 = -np.abs(MEANS[None, :, 0] - SECOND_TARGETS[:, None])
+    np.testing.assert_allclose(scores, q1 if critic_reduce == "q1" else np.minimum(q1, q2), atol=1e-5)
+
+
+def test_qswitch_executes_the_winners_sample(point_env):
+    # score="mean": the means decide, so the winner is fixed; the executed action is a fresh sample of it.
+    actions, chosen, tasks = spread_select(point_env, "mean")
     np.testing.assert_array_equal(chosen, PREFERRED[tasks])
-    np.testing.assert_allclose(actions, MEANS[PREFERRED[tasks]], atol=1e-5)
+    for task in range(4):
+        pre_tanh = np.arctanh(actions[tasks == task].astype(np.float64))
+        np.testing.assert_allclose(pre_tanh.mean(axis=0), np.arctanh(MEANS[PREFERRED[task]]), atol=0.04)
+        np.testing.assert_allclose(pre_tanh.std(axis=0), SPREAD, rtol=0.05)
+
+
+@pytest.mark.parametrize("score", ["mean", "sample"])
+def test_qswitch_scores_means_or_samples_as_configured(point_env, score):
+    # With spread, scoring samples spreads the choice over the policies, while scoring means always picks
+    # PREFERRED; and a scored sample is the executed one (a fresh draw of the winner lands farther from the target).
+    actions, chosen, tasks = spread_select(point_env, score)
+    rng = np.random.default_rng(0)
+    for task in range(4):
+        ref_winner, ref_action = reference_switch(task, score, 100_000, rng)
+        rows = tasks == task
+        frequencies = np.bincount(chosen[rows], minlength=4) / rows.sum()
+        np.testing.assert_allclose(frequencies, np.bincount(ref_winner, minlength=4) / ref_winner.size, atol=0.03)
+        target = MEANS[PREFERRED[task], 0]
+        distance = np.abs(actions[rows, 0] - target).mean()
+        assert distance == pytest.approx(np.abs(ref_action[:, 0] - target).mean(), abs=0.02)
+        quantiles = [0.1, 0.5, 0.9]
+        expected = np.quantile(ref_action[:, 0], quantiles)
+        np.testing.assert_allclose(np.quantile(actions[rows, 0], quantiles), expected, atol=0.05)
 
 
 def test_qswitch_routes_rows_in_any_order_and_count():

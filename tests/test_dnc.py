@@ -133,6 +133,22 @@ def test_penalty_gradient_reaches_only_own_actor(env, task):
                 assert grad_norm == 0, f"{name}: the penalty of task {task} moved actor {member}"
 
 
+@pytest.mark.parametrize("task", [0, 3])
+def test_other_policies_get_no_gradient_from_a_tasks_actor_loss(env, task):
+    # The authors' choice (per-policy optimisers that zero their gradients before stepping): task i's whole
+    # actor loss, SAC part plus KL penalty, moves pi_i only; pi_j enters its penalty as a fixed target.
+    model = DnCReg(env, beta=10.0, **SMALL)
+    make_policies_distinct(model, seed=2)
+    features = th.randn(4, 16, 2, generator=th.Generator().manual_seed(6))
+    actions_pi, log_prob = model.actor.action_log_prob(features)
+    model.actor.zero_grad(set_to_none=False)
+    model._actor_loss(features, th.ones(4), actions_pi, log_prob)[task].backward()
+    for name, param in model.actor.named_parameters():
+        for member in range(4):
+            grad_norm = float(param.grad[member].abs().sum())
+            assert (grad_norm > 0) if member == task else (grad_norm == 0), (name, member, grad_norm)
+
+
 def test_large_beta_actor_updates_pull_policies_together(env):
     # Same (seeded, distinct) initial actors, same batches: only beta differs.
     def pairwise_kl_after(beta: float) -> tuple[float, float]:

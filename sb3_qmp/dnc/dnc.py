@@ -5,7 +5,8 @@ Each task i keeps its own SAC agent, collecting with its own policy, and its act
     beta * sum_{j != i} mean_{s, d} KL( pi_j(.|s) || pi_i(.|s) )
 
 (KL of the pre-tanh diagonal Gaussians, averaged over action dimensions d and over states s drawn from
-every task's batch, and *summed* over the T - 1 other policies, as the authors' code does). ``DnC`` also
+every task's batch, and *summed* over the T - 1 other policies, as the authors' code does), with ``pi_j``
+held fixed: task i's penalty trains ``pi_i`` only (see :class:`DnC`). ``DnC`` also
 periodically *distills* all task policies into one central policy and then overwrites every task policy
 with it; ``DnCReg`` (the paper's "regularization only") never distills. See ``docs/algorithms.md`` for
 the design decisions.
@@ -43,7 +44,7 @@ def pairwise_policy_kl(mean: th.Tensor, log_std: th.Tensor, detach_target: bool 
     :param mean: pre-tanh means ``(T, S, A)`` of the T policies on the same S states.
     :param log_std: pre-tanh log-stds ``(T, S, A)``.
     :param detach_target: detach the first argument (``pi_j``), so that column i's gradient reaches
-        only ``pi_i``.
+        only ``pi_i`` (what the authors' per-policy optimisers amount to; DnC always detaches).
     """
     mean_p, log_std_p = (mean.detach(), log_std.detach()) if detach_target else (mean, log_std)
     kl = gaussian_kl(mean_p.unsqueeze(1), log_std_p.unsqueeze(1), mean.unsqueeze(0), log_std.unsqueeze(0))
@@ -57,8 +58,13 @@ class DnC(MultiTaskSAC):
     Penalty (added in :meth:`_actor_loss`): for task i, ``beta * sum_{j != i} mean KL(pi_j || pi_i)`` over
     the pooled states of all tasks' batches (the ``T * batch_size`` states of the gradient step, or a
     random subset of ``kl_states`` of them), with ``pi_j`` detached: each task's penalty moves only its
-    own policy (mass-covering toward every other policy), like every other part of its loss. The KLs
-    to the other policies are summed, not averaged (the authors' code), so the penalty grows with T.
+    own policy (mass-covering toward every other policy), like every other part of its loss, and
+    ``pi_j`` gets no gradient from task i's penalty. This is the authors' choice: their code keeps one
+    optimiser per task policy, and each zeroes its policy's gradients before its own backward pass and
+    step, so whatever task i's penalty leaves on ``pi_j``'s gradients is discarded; the explicit detach
+    gives the same update in one batched backward pass (without it, the summed loss would also pull
+    ``pi_j`` toward ``pi_i``). The KLs to the other policies are summed, not averaged (the authors'
+    code), so the penalty grows with T.
 
     Distillation (in :meth:`_on_train_end`): a central actor with the same architecture as one task actor
     is trained for ``distill_epochs`` gradient steps on ``distill_batch_size`` states of every task's

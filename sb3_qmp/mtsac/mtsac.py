@@ -242,10 +242,16 @@ class MultiTaskSAC(OffPolicyAlgorithm):
         else:
             self.ent_coef_tensor = th.full((self.num_tasks,), float(self.ent_coef), device=self.device)
 
+        # `load` restores the saved attributes before calling this: statistics found here carry over.
+        saved_collector = self.__dict__.get("collector")
         self.collector = make_collector(self.collector_name, self.num_tasks, **self.collector_kwargs)
+        if isinstance(saved_collector, Collector) and saved_collector.num_tasks == self.num_tasks:
+            self.collector.window_len_sum = saved_collector.window_len_sum
+            self.collector.window_count = saved_collector.window_count
         if self.selection_counts is None:
             self.selection_counts = np.zeros((self.num_tasks, self.num_tasks), dtype=np.int64)
-        self._reset_task_stats()
+        if len(self.__dict__.get("task_success_buffer") or ()) != self.num_tasks:
+            self._reset_task_stats()
 
     def _create_aliases(self) -> None:
         self.actor = self.policy.actor
@@ -560,17 +566,10 @@ class MultiTaskSAC(OffPolicyAlgorithm):
     # Save / load
     # ------------------------------------------------------------------------------------------
     def _excluded_save_params(self) -> list[str]:
-        return [
-            *super()._excluded_save_params(),
-            "actor",
-            "critic",
-            "critic_target",
-            "collector",
-            "task_ep_rew_buffer",
-            "task_success_buffer",
-            "task_success_any_step_buffer",
-            "_mixture_view",
-        ]
+        # The collector (its commitment statistics; per-row commitments are dropped when pickled) and the
+        # per-task episode statistics are saved, so that `learn(reset_num_timesteps=False)` after `load`
+        # continues them; the collector's settings are rebuilt from `collector_kwargs` (which `load` can override).
+        return [*super()._excluded_save_params(), "actor", "critic", "critic_target", "_mixture_view"]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         state_dicts = ["policy", "actor.optimizer", "critic.optimizer"]

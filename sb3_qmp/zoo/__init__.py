@@ -10,8 +10,11 @@ Three rl-zoo3 modules are patched in place (idempotently):
   algorithms when no ``-conf`` is given, points :class:`~sb3_qmp.common.callbacks.PerTaskEvalCallback`
   instances created from the YAML at the run folder, leaves that callback out of ``-optimize`` trials
   (see :func:`without_per_task_eval`), names the envs a YAML covers when it does not cover the
-  requested one, and makes the ``normalize:`` key build
-  :class:`~sb3_qmp.common.normalize.VecNormalizePerTask` (per-task reward statistics, one-hot untouched).
+  requested one, makes the ``normalize:`` key build
+  :class:`~sb3_qmp.common.normalize.VecNormalizePerTask` (per-task reward statistics, one-hot untouched),
+  and makes ``-i`` resume a run (see :func:`checkpoint_replay_buffer` and ``docs/zoo.md``):
+  the step counters continue (``learn(reset_num_timesteps=False)``), a checkpoint's own replay buffer
+  is loaded with it, and ``--save-replay-buffer`` also saves the buffer with every ``--save-freq`` checkpoint.
 
 :func:`register_zoo` does all three (used by ``python -m sb3_qmp.train`` / ``sb3_qmp.enjoy`` and from
 Python); the start-up hook ``sb3_qmp_zoo_hook`` calls :func:`patch_zoo_module` as each module is
@@ -24,7 +27,9 @@ import contextlib
 import functools
 import inspect
 import os
+import re
 import types
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +146,34 @@ def _saved_normalization(manager: Any) -> str:
     return os.path.join(os.path.dirname(manager.trained_agent), manager.env_name, "vecnormalize.pkl")
 
 
+def checkpoint_replay_buffer(model_path: str | Path) -> Path | None:
+    """The replay buffer that SB3's ``CheckpointCallback`` saved with the checkpoint ``model_path``.
+
+    ``<prefix>_<N>_steps.zip`` -> ``<prefix>_replay_buffer_<N>_steps.pkl`` in the same folder (``None``
+    if ``model_path`` is not a checkpoint or that file does not exist).
+    """
+    path = Path(model_path)
+    match = re.fullmatch(r"(?P<prefix>.+)_(?P<steps>\d+)_steps\.zip", path.name)
+    if match is None:
+        return None
+    buffer = path.with_name(f"{match['prefix']}_replay_buffer_{match['steps']}_steps.pkl")
+    return buffer if buffer.is_file() else None
+
+
+class _ContinuedRun:
+    """The model as the zoo's ``learn`` sees it when continuing (``-i``): ``learn`` keeps the step counters
+    (``reset_num_timesteps=False``); every other attribute is the model's."""
+
+    def __init__(self, model: Any) -> None:
+        self._model = model
+
+    def learn(self, *args: Any, **kwargs: Any) -> Any:
+        return self._model.learn(*args, reset_num_timesteps=False, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+
 def patch_experiment_manager(cls: type[Any]) -> None:
     """Patch ``ExperimentManager`` in place (idempotent); other algorithms behave exactly as before."""
     if getattr(cls, _PATCHED, False):
@@ -150,6 +183,8 @@ def patch_experiment_manager(cls: type[Any]) -> None:
     orig_load_trial = cls.load_trial
     orig_setup = cls.setup_experiment
     orig_maybe_normalize = cls._maybe_normalize
+    orig_load_pretrained = cls._load_pretrained_agent
+    orig_learn = cls.learn
     init_signature = inspect.signature(orig_init)
 
     @functools.wraps(orig_init)
@@ -199,9 +234,14 @@ def patch_experiment_manager(cls: type[Any]) -> None:
                     print("PerTaskEvalCallback is left out of -optimize trials (retrain with --trial-id for it).")
                 self.specified_callbacks = kept
 
+            from stable_baselines3.common.callbacks import CheckpointCallback
+
             for callback in self.callbacks:
                 if isinstance(callback, PerTaskEvalCallback) and callback.log_path is None:
                     callback.log_path = self.save_path
+                if isinstance(callback, CheckpointCallback) and self.save_replay_buffer:
+                    # A killed run leaves only its checkpoints: each needs its buffer to be resumed with -i.
+                    callback.save_replay_buffer = True
         return result
 
     @functools.wraps(orig_maybe_normalize)
@@ -217,11 +257,40 @@ def patch_experiment_manager(cls: type[Any]) -> None:
             print(f"Per-task normalisation (VecNormalizePerTask): {kwargs}")
         return VecNormalizePerTask(env, **kwargs)
 
+    @functools.wraps(orig_load_pretrained)
+    def _load_pretrained_agent(self: Any, hyperparams: dict[str, Any], env: Any) -> Any:
+        # The zoo loads `replay_buffer.pkl` next to the model (what --save-replay-buffer writes at the end).
+        model = orig_load_pretrained(self, hyperparams, env)
+        if self.algo not in ALGO_PATHS:
+            return model
+        buffer = checkpoint_replay_buffer(self.trained_agent)
+        if buffer is not None:  # a checkpoint: its own buffer matches its step count
+            print(f"Loading the checkpoint's replay buffer {buffer}")
+            model.load_replay_buffer(buffer, truncate_last_traj=self.truncate_last_trajectory)
+        elif model.replay_buffer is not None and model.replay_buffer.size() == 0:
+            warnings.warn(
+                f"No replay buffer next to {self.trained_agent} (replay_buffer.pkl, or the checkpoint's "
+                "<prefix>_replay_buffer_<N>_steps.pkl): training continues from an empty buffer. Train with "
+                "--save-replay-buffer (and --save-freq for checkpoints) to be able to resume with the buffer.",
+                stacklevel=2,
+            )
+        return model
+
+    @functools.wraps(orig_learn)
+    def learn(self: Any, model: Any) -> None:
+        if self.algo in ALGO_PATHS and self.continue_training:
+            # -i resumes the run: keep the step counters (learning_starts, mixture warm-up, DnC's schedule and
+            # the logs' x-axis continue); -n is the number of further env steps.
+            return orig_learn(self, _ContinuedRun(model))
+        return orig_learn(self, model)
+
     cls.__init__ = __init__
     cls.read_hyperparameters = read_hyperparameters
     cls._maybe_normalize = _maybe_normalize
     cls.load_trial = load_trial
     cls.setup_experiment = setup_experiment
+    cls._load_pretrained_agent = _load_pretrained_agent
+    cls.learn = learn
     setattr(cls, _PATCHED, True)
 
 
@@ -260,6 +329,7 @@ def register_zoo() -> list[str]:
 __all__ = [
     "CONFIG_DIR",
     "available_algos",
+    "checkpoint_replay_buffer",
     "default_config_path",
     "merge_nested",
     "patch_experiment_manager",
