@@ -91,6 +91,8 @@ class PointTasksEnv(gym.Env):
         self.observation_space = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
         self.action_space = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
         self._pos = np.zeros(2, dtype=np.float32)
+        # Every task's traps: the other tasks' goals, except those equal to its own goal.
+        self._traps = [self.goals[np.any(self.goals != goal, axis=1)] for goal in self.goals]
 
     def set_task(self, task_id: int) -> None:
         self.task_id = check_task_id(task_id, self.num_tasks)
@@ -117,9 +119,8 @@ class PointTasksEnv(gym.Env):
         """The step's trap penalty at ``pos`` for the current task (0 without traps)."""
         if self.trap_penalty <= 0.0:
             return 0.0
-        own = self.goals[self.task_id]
-        others = self.goals[np.any(self.goals != own, axis=1)]
-        near = np.linalg.norm(others - pos, axis=1) <= self.trap_radius
+        offsets = self._traps[self.task_id] - pos
+        near = np.einsum("ij,ij->i", offsets, offsets) <= self.trap_radius**2
         return self.trap_penalty if bool(near.any()) else 0.0
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
