@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import sys
@@ -248,9 +247,8 @@ def run_cell(settings: dict[str, Any], seed: int, out: str) -> dict[str, Any]:
         def _on_step(self) -> bool:
             if self.num_timesteps >= self.next_eval:
                 self.next_eval += settings["eval_every"]
-                result = evaluate_per_task(
-                    model, env_id, settings["solve_episodes"], seed=20_000 + 1_000 * seed + len(curve_steps), eval_modes=("own",)
-                )
+                eval_seed = 20_000 + 1_000 * seed + len(curve_steps)
+                result = evaluate_per_task(model, env_id, settings["solve_episodes"], seed=eval_seed, eval_modes=("own",))
                 curve_steps.append(int(self.num_timesteps))
                 curve_success.append([float(x) for x in result["success"]])
             return True
@@ -399,7 +397,8 @@ def _steps(solve: dict[str, Any]) -> str:
     if stat["mean"] is None:
         return "n/a"
     bound = "≥ " if solve["solved"] < solve["seeds"] else ""
-    return f"{solve['solved']}/{solve['seeds']}, {bound}{stat['mean'] / 1000:.1f}k [{stat['low'] / 1000:.1f}k, {stat['high'] / 1000:.1f}k]"
+    mean, low, high = (stat[key] / 1000 for key in ("mean", "low", "high"))
+    return f"{solve['solved']}/{solve['seeds']}, {bound}{mean:.1f}k [{low:.1f}k, {high:.1f}k]"
 
 
 def markdown(summary: list[dict[str, Any]]) -> str:
@@ -497,7 +496,9 @@ def plan(todo: list[tuple[dict[str, Any], int]], records: list[dict[str, Any]], 
         else:
             unknown += count
             lines.append(f"{env_id}: {count} cells to run, no finished cell to time")
-    estimate = f"estimate: {total / jobs / 3600:.1f} h with --jobs {jobs}" + (f" (+ {unknown} untimed cells)" if unknown else "")
+    estimate = f"estimate: {total / jobs / 3600:.1f} h with --jobs {jobs}"
+    if unknown:
+        estimate += f" (+ {unknown} untimed cells)"
     return "\n".join([*lines, f"{len(todo)} cells to run; {estimate}"])
 
 

@@ -10,7 +10,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-import sb3_qmp  # noqa: F401  (registers the env ids)
+import sb3_qmp
 from sb3_qmp import make_multitask_vec_env
 from sb3_qmp.envs.conflict_point import ConflictPointEnv
 from sb3_qmp.envs.detour_point import DetourPointEnv
@@ -103,7 +103,7 @@ def test_many_goal_structure_and_sparse_partners() -> None:
     np.testing.assert_allclose(goals[10], goals[0])
     np.testing.assert_allclose(goals[11], goals[5])
     for task in (10, 11):
-        positions, rewards, _, terminated = run("ManyGoalPoint-v0", task, towards(goals[task]))
+        _, rewards, _, terminated = run("ManyGoalPoint-v0", task, towards(goals[task]))
         assert terminated and (rewards == -1.0).all()
         _, _, _, terminated = run("ManyGoalPoint-v0", task, towards(goals[3]))  # an unrelated behaviour
         assert not terminated

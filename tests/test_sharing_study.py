@@ -59,7 +59,7 @@ def test_sharing_study_smoke_resume_and_summary(tmp_path: pathlib.Path, capsys: 
     assert study.main([*grid, "--seeds", "0", "1", "--plan", *TINY]) == {}
     assert "DetourPoint-v0: 2 cells to run" in capsys.readouterr().out
     # ... and a cell of other settings is refused, not silently mixed in.
-    with pytest.raises(ValueError, match="other settings.*total_steps"):
+    with pytest.raises(ValueError, match=r"other settings.*total_steps"):
         study.main([*grid, *TINY, "--steps-per-task", "DetourPoint-v0=50"])
 
 

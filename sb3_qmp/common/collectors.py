@@ -376,9 +376,7 @@ class QSwitchCollector(Collector):
         if self.adaptive:
             self.scores_every_step = True
 
-    def _check_adaptive(
-        self, adaptive: Any, uncertainty_scale: Any, uncertainty: Any, adaptive_keep: Any
-    ) -> None:
+    def _check_adaptive(self, adaptive: Any, uncertainty_scale: Any, uncertainty: Any, adaptive_keep: Any) -> None:
         if not isinstance(adaptive, (bool, np.bool_)):
             raise ValueError(f"adaptive must be True or False, got {adaptive!r}.")
         if not adaptive:
@@ -408,7 +406,8 @@ class QSwitchCollector(Collector):
             or uncertainty_scale < 0
         ):
             raise ValueError(
-                f"uncertainty_scale must be a finite number >= 0 (0 = share on any positive advantage), got {uncertainty_scale!r}."
+                "uncertainty_scale must be a finite number >= 0 (0 = share on any positive advantage), "
+                f"got {uncertainty_scale!r}."
             )
         if uncertainty is not None and uncertainty not in ("value", "advantage"):
             raise ValueError(f"uncertainty must be 'value' or 'advantage', got {uncertainty!r}.")

@@ -82,7 +82,7 @@ class PointTasksEnv(gym.Env):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
         if not (len(self.goals) == len(self.sparse) == len(self.task_names) == self.num_tasks):
-            raise ValueError(f"{type(self).__name__}: goals, sparse, task_names and num_tasks must all have one entry per task.")
+            raise ValueError(f"{type(self).__name__}: goals, sparse, task_names and num_tasks need one entry per task.")
         self.task_id = check_task_id(task_id, self.num_tasks)
         self.step_size = step_size
         self.goal_radius = goal_radius
