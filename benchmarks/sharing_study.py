@@ -253,7 +253,7 @@ def run_cell(settings: dict[str, Any], seed: int, out: str) -> dict[str, Any]:
                 curve_success.append([float(x) for x in result["success"]])
             return True
 
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     model.learn(settings["total_steps"], callback=LearningCurve())
     train_seconds = time.perf_counter() - start
     final = evaluate_per_task(model, env_id, settings["eval_episodes"], seed=10_000 + seed)
@@ -291,6 +291,8 @@ def run_cell(settings: dict[str, Any], seed: int, out: str) -> dict[str, Any]:
         "mean_commitment": _floats(collector.mean_commitment()),
         "train_seconds": round(train_seconds, 2),
         "cell_seconds": round(time.perf_counter() - start, 2),
+        # CPU time of the run (one thread): the wall time it needs on a core of its own.
+        "cpu_seconds": round(time.process_time() - cpu_start, 2),
     }
     env.close()
     path = cell_path(out, env_id, settings["config"], seed)
@@ -482,21 +484,33 @@ def write_summary(args: argparse.Namespace, records: list[dict[str, Any]], wall_
 
 
 def plan(todo: list[tuple[dict[str, Any], int]], records: list[dict[str, Any]], jobs: int) -> str:
-    """The cells still to run and the wall-time estimate from the finished cells (per task set)."""
-    per_env: dict[str, list[float]] = {}
+    """The cells still to run and the time they need, from the finished cells of each task set: at the wall
+    time those cells took, and at their CPU time (a core per job)."""
+    wall: dict[str, list[float]] = {}
+    cpu: dict[str, list[float]] = {}
     for r in records:
-        per_env.setdefault(r["env"], []).append(r["cell_seconds"])
-    lines, total, unknown = [], 0.0, 0
+        wall.setdefault(r["env"], []).append(r["cell_seconds"])
+        if r.get("cpu_seconds") is not None:
+            cpu.setdefault(r["env"], []).append(r["cpu_seconds"])
+    lines, total_wall, total_cpu, unknown = [], 0.0, 0.0, 0
     for env_id in dict.fromkeys(settings["env"] for settings, _ in todo):
         count = sum(settings["env"] == env_id for settings, _ in todo)
-        times = per_env.get(env_id)
-        if times:
-            total += count * float(np.mean(times))
-            lines.append(f"{env_id}: {count} cells to run, {np.mean(times):.0f} s per cell ({len(times)} finished)")
-        else:
+        if env_id not in wall:
             unknown += count
             lines.append(f"{env_id}: {count} cells to run, no finished cell to time")
-    estimate = f"estimate: {total / jobs / 3600:.1f} h with --jobs {jobs}"
+            continue
+        per_wall = float(np.mean(wall[env_id]))
+        per_cpu = float(np.mean(cpu.get(env_id, wall[env_id])))
+        total_wall += count * per_wall
+        total_cpu += count * per_cpu
+        lines.append(
+            f"{env_id}: {count} cells to run; a finished cell took {per_wall:.0f} s wall, {per_cpu:.0f} s CPU "
+            f"({len(wall[env_id])} finished)"
+        )
+    estimate = (
+        f"estimate with --jobs {jobs}: {total_wall / jobs / 3600:.1f} h at the finished cells' wall times, "
+        f"{total_cpu / jobs / 3600:.1f} h with a free core per job"
+    )
     if unknown:
         estimate += f" (+ {unknown} untimed cells)"
     return "\n".join([*lines, f"{len(todo)} cells to run; {estimate}"])

@@ -40,6 +40,7 @@ def test_sharing_study_smoke_resume_and_summary(tmp_path: pathlib.Path, capsys: 
         assert len(record[key]) == 4, key
     assert record["curve_steps"] == [80, 160]  # every 20 env steps per task, 4 tasks
     assert len(record["steps_to_solve"]) == 4 and len(record["mixture_eval_success"]) == 4
+    assert record["cpu_seconds"] > 0 and record["cell_seconds"] > 0
     separated = json.loads((tmp_path / cells[1]).read_text())
     assert separated["mixture_eval_success"] is None and separated["share_fraction"] == [0.0] * 4
 
@@ -57,7 +58,8 @@ def test_sharing_study_smoke_resume_and_summary(tmp_path: pathlib.Path, capsys: 
     assert "2 cells; results" in capsys.readouterr().out and (tmp_path / cells[0]).stat().st_mtime_ns == stamp
     # ... the plan counts the cells still to run and times them from the finished ones ...
     assert study.main([*grid, "--seeds", "0", "1", "--plan", *TINY]) == {}
-    assert "DetourPoint-v0: 2 cells to run" in capsys.readouterr().out
+    planned = capsys.readouterr().out
+    assert "DetourPoint-v0: 2 cells to run; a finished cell took" in planned and "2 cells to run; estimate" in planned
     # ... and a cell of other settings is refused, not silently mixed in.
     with pytest.raises(ValueError, match=r"other settings.*total_steps"):
         study.main([*grid, *TINY, "--steps-per-task", "DetourPoint-v0=50"])
