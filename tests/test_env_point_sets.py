@@ -130,3 +130,23 @@ def test_point_tasks_env_checks_its_table() -> None:
 
     with pytest.raises(ValueError, match="one entry per task"):
         Broken()
+
+
+def test_scripted_sharing_script() -> None:
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "scripted_sharing.py"
+    spec = importlib.util.spec_from_file_location("scripted_sharing", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    table = module.main(["--env", "DetourPoint-v0", "--task", "3", "--steps", "5", "--episodes", "10"])
+    rows = [line for line in table.splitlines() if line.startswith("| task ")]
+    assert len(rows) == 4 and "| k=5 | k=all |" in table
+    # Task 2's behaviour for 5 steps often leads to task 3's goal (about half the episodes), for the whole episode
+    # never; neither does the straight line.
+    assert float(rows[2].split("|")[2].split()[0]) >= 0.3
+    assert rows[2].split("|")[3].strip().startswith("0.000") and rows[3].split("|")[3].strip().startswith("0.000")
+    with pytest.raises(SystemExit):
+        module.main(["--env", "DetourPoint-v0", "--task", "7"])

@@ -20,7 +20,7 @@ task  goal                   reward per step     relation to the other tasks
 
 What sharing should do here: task 3 gains from task 2's behaviour (and task 0's) *for a few steps*, and
 loses if it keeps it: task 2 executed for a whole episode never reaches task 3's goal. Measured with
-scripted behaviours (1,500 episodes each, ``/tmp``-free check in ``docs/environments/point_sets.md``):
+scripted behaviours (``benchmarks/scripted_sharing.py``, 1,500 episodes each; ``docs/environments/point_sets.md``):
 uniform random actions reach task 3's goal in 4% of episodes; task 2's behaviour for the first 5 steps
 then random actions in 52%; task 2's behaviour throughout in 0%; heading straight for the goal in 0%.
 A per-step switch with a flat critic mixes east, west and north-east (close to a random walk); a
