@@ -19,6 +19,9 @@ import sb3_qmp  # noqa: F401  (registers the env ids)
 
 ENV_IDS = [
     "MultiGoalPoint-v0",
+    "DetourPoint-v0",
+    "ManyGoalPoint-v0",
+    "ConflictPoint-v0",
     "MultistageReacher-v1",
     "MultistageReacher-v0",
     "MazeNavigation-v0",

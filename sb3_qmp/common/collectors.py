@@ -18,7 +18,13 @@ kept for k steps, or until the episode ends), an *own-policy probability* (``own
 each decision picks the row's own policy with that probability) and a *mixture warm-up*
 (``warmup_steps``: every row acts with its own policy until the model has taken that many env
 steps; the paper's "mixture warmup period"). ``k=1, own_prob=0, warmup_steps=0`` is the
-paper's per-step mixture.
+paper's per-step mixture. The Q-switch also has an *adaptive* mode (``adaptive=True``): it shares
+only when another proposal's advantage under the row's critic exceeds the critics' own disagreement,
+and keeps a shared behaviour while that advantage lasts (see :class:`QSwitchCollector`).
+
+Every mixture collector counts, per task, the steps on which another task's policy acted
+(:meth:`Collector.share_fraction`) and the length of every *shared behaviour*: a maximal run of
+consecutive steps of one episode on which the same other policy acted (:meth:`Collector.mean_shared_length`).
 
 ``select(..., deterministic=True)`` is the collector's *deterministic* behaviour, used to evaluate
 the mixture as the authors did: every policy acts with its mean action (so the Q-switch scores the
@@ -74,6 +80,14 @@ class Collector:
         # Finished commitment windows: total length and count per task.
         self.window_len_sum = np.zeros(num_tasks, dtype=np.float64)
         self.window_count = np.zeros(num_tasks, dtype=np.int64)
+        # Sharing: steps per task, steps on which another policy acted, and finished shared behaviours.
+        self.step_count = np.zeros(num_tasks, dtype=np.int64)
+        self.shared_step_count = np.zeros(num_tasks, dtype=np.int64)
+        self.shared_len_sum = np.zeros(num_tasks, dtype=np.float64)
+        self.shared_count = np.zeros(num_tasks, dtype=np.int64)
+        self._run_policy = np.zeros(0, dtype=np.int64)  # the other policy of a row's open shared run (-1: none)
+        self._run_len = np.zeros(0, dtype=np.int64)
+        self._run_task = np.zeros(0, dtype=np.int64)
         # Random choices (own_prob, uniform/fixed draws) use torch's global RNG unless seeded (evaluation copies).
         self._seed: int | None = None
         self._generators: dict[str, th.Generator] = {}
@@ -86,6 +100,9 @@ class Collector:
         self._steps_left = th.zeros(n_envs, dtype=th.long)
         self._window_len = th.zeros(n_envs, dtype=th.long)
         self._row_task = th.zeros(n_envs, dtype=th.long)
+        self._run_policy = np.full(n_envs, -1, dtype=np.int64)
+        self._run_len = np.zeros(n_envs, dtype=np.int64)
+        self._run_task = np.zeros(n_envs, dtype=np.int64)
 
     def _close_windows(self, rows: th.Tensor) -> None:
         lengths = self._window_len[rows]
@@ -94,6 +111,28 @@ class Collector:
         np.add.at(self.window_count, tasks, 1)
         self._window_len[rows] = 0
 
+    def _close_runs(self, ending: np.ndarray) -> None:
+        """Record the open shared behaviours of the rows ``ending`` (boolean ``(N,)``) as finished."""
+        ending = ending & (self._run_len > 0)
+        if ending.any():
+            np.add.at(self.shared_len_sum, self._run_task[ending], self._run_len[ending])
+            np.add.at(self.shared_count, self._run_task[ending], 1)
+            self._run_len[ending] = 0
+            self._run_policy[ending] = -1
+
+    def _track_sharing(self, chosen: th.Tensor, tasks: th.Tensor) -> None:
+        """Update the sharing statistics with one step's choices (called by every ``select``)."""
+        chosen_np, tasks_np = chosen.cpu().numpy(), tasks.cpu().numpy()
+        shared = chosen_np != tasks_np
+        # A shared behaviour continues while the same other policy acts for the same task.
+        continues = shared & (chosen_np == self._run_policy) & (tasks_np == self._run_task)
+        self._close_runs(~continues)
+        self._run_len = np.where(continues, self._run_len + 1, shared.astype(np.int64))
+        self._run_policy = np.where(shared, chosen_np, -1)
+        self._run_task = tasks_np
+        self.step_count += np.bincount(tasks_np, minlength=self.num_tasks)
+        self.shared_step_count += np.bincount(tasks_np[shared], minlength=self.num_tasks)
+
     def episode_done(self, dones: np.ndarray) -> None:
         """Rows whose episode ended re-decide at their next step."""
         if self._choice is None or not dones.any():
@@ -101,6 +140,7 @@ class Collector:
         rows = th.as_tensor(np.flatnonzero(dones))
         self._close_windows(rows)
         self._steps_left[rows] = 0
+        self._close_runs(np.asarray(dones, dtype=bool))
 
     def evaluation_copy(self, seed: int | None = None) -> Collector:
         """A copy with the same settings for evaluating the mixture: fresh commitments and statistics, and
@@ -113,6 +153,8 @@ class Collector:
         clone._choice = None
         clone.window_len_sum = np.zeros_like(self.window_len_sum)
         clone.window_count = np.zeros_like(self.window_count)
+        for name in ("step_count", "shared_step_count", "shared_len_sum", "shared_count"):
+            setattr(clone, name, np.zeros_like(getattr(self, name)))
         clone._seed = int(np.random.default_rng(seed).integers(2**62))
         clone._generators = {}
         return clone
@@ -133,6 +175,18 @@ class Collector:
         """Mean length of finished commitment windows per task (``nan`` where none finished)."""
         with np.errstate(invalid="ignore", divide="ignore"):
             return self.window_len_sum / self.window_count
+
+    def share_fraction(self) -> np.ndarray:
+        """Fraction of each task's steps (through :meth:`select`) on which another task's policy acted
+        (``nan`` where a task had no step)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.shared_step_count / self.step_count
+
+    def mean_shared_length(self) -> np.ndarray:
+        """Mean length of each task's finished shared behaviours: maximal runs of consecutive steps of one
+        episode on which the same other policy acted (``nan`` where none finished)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.shared_len_sum / self.shared_count
 
     # -- decisions -----------------------------------------------------------------------------
     def _decide(self, policy: Any, features: th.Tensor, tasks: th.Tensor, proposals: Any) -> th.Tensor:
@@ -191,6 +245,7 @@ class Collector:
             actions = proposals[1][chosen, th.arange(n, device=features.device)]
         else:
             actions = policy.actor.task_actions(features, chosen, deterministic)
+        self._track_sharing(chosen, tasks)
         return actions, chosen
 
     @staticmethod
@@ -244,6 +299,27 @@ class OwnPolicyCollector(Collector):
 class QSwitchCollector(Collector):
     """QMP's Q-switch: every policy proposes, the row's task critic scores, the best proposal acts.
 
+    **Adaptive mode** (``adaptive=True``, beyond the paper; see ``docs/commitment.md``). For a row of
+    task ``i`` at state ``s``, with proposals ``a_j`` and the score ``Q_i`` set by ``critic_reduce``:
+
+    * the *advantage* of policy ``j`` is ``A_j = Q_i(s, a_j) - Q_i(s, a_i)``;
+    * its *uncertainty* ``U_j`` is the spread (max - min) of the C critics of task ``i``: with
+      ``uncertainty="value"`` the larger of their spreads at ``a_i`` and at ``a_j`` (``|Q1 - Q2|`` for
+      twins), with ``uncertainty="advantage"`` their spread on ``A_j`` itself (``|A1_j - A2_j|``);
+    * ``j != i`` is *confident* when ``A_j > uncertainty_scale * U_j``.
+
+    At a decision the row acts with the best-scoring policy among the own one and the confident ones,
+    so it keeps its own policy unless another proposal's advantage clears the critics' disagreement.
+    With ``adaptive_keep=True`` a chosen other policy is *kept* (no decision) while it stays confident,
+    re-scored every step; the step its advantage falls to the threshold, or the episode ends, the row
+    decides afresh. Own-policy steps are decisions every step. ``own_prob`` applies at decisions.
+
+    Limits: ``uncertainty_scale=0, adaptive_keep=False`` is the plain per-step switch (the argmax, with
+    an exact tie between the own proposal and the best one going to the own policy instead of the lowest
+    index). ``uncertainty_scale=0, adaptive_keep=True`` keeps a shared behaviour while ``Q_i`` ranks it
+    strictly above the own proposal. A large ``uncertainty_scale`` tends to the own-policy collector
+    (Separated) wherever the critics disagree at all.
+
     :param num_tasks: number of tasks T.
     :param score: which proposals the critic scores: ``"mean"`` (each policy's deterministic
         action, as the authors' code) or ``"sample"`` (a sampled action, as the paper's formula).
@@ -255,6 +331,12 @@ class QSwitchCollector(Collector):
         policy's proposal beats the committed one's by more than this Q-value margin (windows that
         ``own_prob`` gave to the own policy are kept).
     :param warmup_steps: env steps of own-policy collection before the switch starts (paper: 0).
+    :param adaptive: the adaptive switch above (needs ``n_critics >= 2``; replaces ``commit_steps`` and
+        ``switch_margin``, which must stay at their defaults).
+    :param uncertainty_scale: ``kappa >= 0``, the advantage needed per unit of critic disagreement
+        (adaptive only; default 1.0).
+    :param uncertainty: ``"value"`` or ``"advantage"`` (adaptive only; default ``"value"``).
+    :param adaptive_keep: keep a shared behaviour while it stays confident (adaptive only; default True).
     """
 
     name = "qswitch"
@@ -269,6 +351,10 @@ class QSwitchCollector(Collector):
         own_prob: float = 0.0,
         switch_margin: float | None = None,
         warmup_steps: int = 0,
+        adaptive: bool = False,
+        uncertainty_scale: float | None = None,
+        uncertainty: str | None = None,
+        adaptive_keep: bool | None = None,
     ) -> None:
         super().__init__(num_tasks, commit_steps, own_prob, warmup_steps)
         if score not in ("mean", "sample"):
@@ -282,6 +368,51 @@ class QSwitchCollector(Collector):
         self.switch_margin = switch_margin
         self.scores_every_step = switch_margin is not None
         self._scores: th.Tensor | None = None
+        self._check_adaptive(adaptive, uncertainty_scale, uncertainty, adaptive_keep)
+        self.adaptive = bool(adaptive)
+        self.uncertainty_scale = 1.0 if uncertainty_scale is None else float(uncertainty_scale)
+        self.uncertainty = "value" if uncertainty is None else uncertainty
+        self.adaptive_keep = True if adaptive_keep is None else bool(adaptive_keep)
+        if self.adaptive:
+            self.scores_every_step = True
+
+    def _check_adaptive(self, adaptive: Any, uncertainty_scale: Any, uncertainty: Any, adaptive_keep: Any) -> None:
+        if not isinstance(adaptive, (bool, np.bool_)):
+            raise ValueError(f"adaptive must be True or False, got {adaptive!r}.")
+        if not adaptive:
+            given = [
+                name
+                for name, value in (
+                    ("uncertainty_scale", uncertainty_scale),
+                    ("uncertainty", uncertainty),
+                    ("adaptive_keep", adaptive_keep),
+                )
+                if value is not None
+            ]
+            if given:
+                raise ValueError(f"{', '.join(given)} only apply to the adaptive switch: add adaptive=True.")
+            return
+        if self.commit_steps != 1:
+            raise ValueError(
+                f"adaptive=True replaces commit_steps (got {self.commit_steps}): a shared behaviour is kept while its "
+                "advantage lasts (adaptive_keep). Leave commit_steps=1."
+            )
+        if self.switch_margin is not None:
+            raise ValueError("adaptive=True re-scores every step itself: leave switch_margin=None.")
+        if uncertainty_scale is not None and (
+            isinstance(uncertainty_scale, bool)
+            or not isinstance(uncertainty_scale, (int, float, np.integer, np.floating))
+            or not np.isfinite(uncertainty_scale)
+            or uncertainty_scale < 0
+        ):
+            raise ValueError(
+                "uncertainty_scale must be a finite number >= 0 (0 = share on any positive advantage), "
+                f"got {uncertainty_scale!r}."
+            )
+        if uncertainty is not None and uncertainty not in ("value", "advantage"):
+            raise ValueError(f"uncertainty must be 'value' or 'advantage', got {uncertainty!r}.")
+        if adaptive_keep is not None and not isinstance(adaptive_keep, (bool, np.bool_)):
+            raise ValueError(f"adaptive_keep must be True or False, got {adaptive_keep!r}.")
 
     def _score(self, policy: Any, features: th.Tensor, tasks: th.Tensor, proposals: Any) -> th.Tensor:
         candidates = proposals[0] if self.score == "mean" else proposals[1]  # (T, N, A)
@@ -300,6 +431,90 @@ class QSwitchCollector(Collector):
         scores = self._scores if self._scores is not None else self._score(policy, features, tasks, proposals)
         # torch.argmax returns the first maximum: ties go to the lowest policy index.
         return scores.argmax(dim=1)
+
+    # -- adaptive switch -----------------------------------------------------------------------
+    def confident_advantages(
+        self, policy: Any, features: th.Tensor, tasks: th.Tensor, proposals: Any
+    ) -> tuple[th.Tensor, th.Tensor]:
+        """The adaptive switch's view of every proposal: scores ``(N, T)`` (``critic_reduce``) and which
+        policies are *confident* ``(N, T)``: ``A_j > uncertainty_scale * U_j`` (never the own policy).
+
+        :param policy: the multi-task policy (its critic needs ``score_critics`` and ``n_critics >= 2``).
+        :param features: network input ``(N, D)``.
+        :param tasks: task of every row ``(N,)``.
+        :param proposals: ``(means, samples)`` of every policy, ``(T, N, A)`` each.
+        """
+        n_critics = getattr(policy.critic, "n_critics", 1)
+        if n_critics < 2:
+            raise ValueError(
+                f"The adaptive Q-switch measures uncertainty as the disagreement of a task's critics, but this "
+                f"policy has n_critics={n_critics}. Use n_critics >= 2 (the SAC default) or adaptive=False."
+            )
+        candidates = proposals[0] if self.score == "mean" else proposals[1]  # (T, N, A)
+        q = policy.critic.score_critics(features, candidates.transpose(0, 1), tasks)  # (C, N, T)
+        scores = q[0] if self.critic_reduce == "q1" else q.min(dim=0).values
+        own = tasks.unsqueeze(1)  # (N, 1)
+        advantage = scores - scores.gather(1, own)
+        if self.uncertainty == "value":
+            spread = q.max(dim=0).values - q.min(dim=0).values  # (N, T) critics' disagreement at each proposal
+            uncertainty = th.maximum(spread, spread.gather(1, own))
+        else:
+            per_critic = q - q.gather(2, own.unsqueeze(0).expand(q.shape[0], -1, -1))  # (C, N, T) advantages
+            uncertainty = per_critic.max(dim=0).values - per_critic.min(dim=0).values
+        confident = advantage > self.uncertainty_scale * uncertainty
+        confident.scatter_(1, own, False)
+        return scores, confident
+
+    def _select_adaptive(
+        self, policy: Any, features: th.Tensor, tasks: th.Tensor, deterministic: bool
+    ) -> tuple[th.Tensor, th.Tensor]:
+        """:meth:`select` of the adaptive switch (every row re-scored every step, no per-row loop)."""
+        n = features.shape[0]
+        if self._choice is None or self._choice.shape[0] != n:
+            self.reset_state(n)
+        assert self._choice is not None
+        if self.own_prob >= 1.0:  # every decision is the own policy: no proposals, no critic
+            chosen = tasks
+            actions = policy.actor.task_actions(features, tasks, deterministic)
+            decide = th.ones(n, dtype=th.bool)
+        else:
+            proposals = self._propose(policy, features, deterministic)
+            scores, confident = self.confident_advantages(policy, features, tasks, proposals)
+            previous = self._choice.to(features.device)
+            decide = th.ones(n, dtype=th.bool, device=features.device)
+            if self.adaptive_keep:
+                # _steps_left > 0 marks a row holding another policy's behaviour (no fixed length here).
+                holding = (self._steps_left > 0).to(features.device) & (previous != tasks)
+                decide = ~(holding & confident.gather(1, previous.unsqueeze(1)).squeeze(1))
+            allowed = confident.scatter(1, tasks.unsqueeze(1), True)  # the own policy is always allowed
+            # torch.argmax returns the first maximum: ties go to the lowest allowed index.
+            decision = scores.masked_fill(~allowed, -th.inf).argmax(dim=1)
+            if self.own_prob > 0.0:
+                generator = self._generator(tasks.device)
+                draws = (
+                    th.rand(n, device=tasks.device)
+                    if generator is None
+                    else th.rand(n, device=tasks.device, generator=generator)
+                )
+                decision = th.where(draws < self.own_prob, tasks, decision)
+            chosen = th.where(decide, decision, previous)
+            actions = proposals[1][chosen, th.arange(n, device=features.device)]
+            decide = decide.cpu()
+        chosen_cpu = chosen.cpu()
+        self._close_windows(decide.nonzero().squeeze(1))
+        self._choice = chosen_cpu
+        self._steps_left = (chosen_cpu != tasks.cpu()).long() if self.adaptive_keep else th.zeros(n, dtype=th.long)
+        self._window_len += 1
+        self._row_task = tasks.cpu()
+        self._track_sharing(chosen, tasks)
+        return actions, chosen
+
+    def select(
+        self, policy: Any, features: th.Tensor, tasks: th.Tensor, deterministic: bool = False
+    ) -> tuple[th.Tensor, th.Tensor]:
+        if self.adaptive:
+            return self._select_adaptive(policy, features, tasks, deterministic)
+        return super().select(policy, features, tasks, deterministic)
 
 
 class UniformCollector(Collector):

@@ -21,10 +21,35 @@ def make_multi_goal_point(task_id: int | None = None, **kwargs: Any) -> MultiTas
     return MultiTaskWrapper(MultiGoalPointEnv(**kwargs), task_id=task_id)
 
 
+def make_detour_point(task_id: int | None = None, **kwargs: Any) -> MultiTaskWrapper:
+    """Entry point of ``DetourPoint-v0`` (see :mod:`sb3_qmp.envs.detour_point`)."""
+    from sb3_qmp.envs.detour_point import DetourPointEnv
+
+    return MultiTaskWrapper(DetourPointEnv(**kwargs), task_id=task_id)
+
+
+def make_many_goal_point(task_id: int | None = None, **kwargs: Any) -> MultiTaskWrapper:
+    """Entry point of ``ManyGoalPoint-v0`` (see :mod:`sb3_qmp.envs.many_goal_point`)."""
+    from sb3_qmp.envs.many_goal_point import ManyGoalPointEnv
+
+    return MultiTaskWrapper(ManyGoalPointEnv(**kwargs), task_id=task_id)
+
+
+def make_conflict_point(task_id: int | None = None, **kwargs: Any) -> MultiTaskWrapper:
+    """Entry point of ``ConflictPoint-v0`` (see :mod:`sb3_qmp.envs.conflict_point`)."""
+    from sb3_qmp.envs.conflict_point import ConflictPointEnv
+
+    return MultiTaskWrapper(ConflictPointEnv(**kwargs), task_id=task_id)
+
+
 def register_envs() -> None:
     """Register this package's env ids (idempotent)."""
     specs: dict[str, dict[str, Any]] = {
         "MultiGoalPoint-v0": {"entry_point": "sb3_qmp.envs:make_multi_goal_point", "max_episode_steps": 30},
+        # Point-mass task sets of the sharing study (issue 14): a sparse detour, many tasks, nothing to share.
+        "DetourPoint-v0": {"entry_point": "sb3_qmp.envs:make_detour_point", "max_episode_steps": 40},
+        "ManyGoalPoint-v0": {"entry_point": "sb3_qmp.envs:make_many_goal_point", "max_episode_steps": 30},
+        "ConflictPoint-v0": {"entry_point": "sb3_qmp.envs:make_conflict_point", "max_episode_steps": 30},
         # The paper's task sets (need the `envs` extra: mujoco, dm-control, gymnasium-robotics, metaworld).
         # v1: the authors' scene as their code ran it; v0: the first rebuild, kept for earlier numbers.
         "MultistageReacher-v1": {

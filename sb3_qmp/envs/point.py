@@ -1,7 +1,13 @@
 """A tiny 2-D multi-goal point mass: the built-in env for the demo and the fast tests.
 
-It is small enough to learn in a couple of minutes on two CPU cores, yet shaped so that
-*selective* behaviour sharing matters:
+:class:`PointTasksEnv` is the shared machinery of the point-mass task sets (``MultiGoalPoint-v0``
+here; ``DetourPoint-v0``, ``ManyGoalPoint-v0`` and ``ConflictPoint-v0`` in their own modules): a point
+in ``[-1, 1]^2`` moved by velocity actions, optional horizontal walls, one goal per task, a dense or
+sparse step cost, and optional *traps* (the other tasks' goals, penalised). A task set is a subclass
+that sets the class attributes.
+
+:class:`MultiGoalPointEnv` is small enough to learn in a couple of minutes on two CPU cores, yet
+shaped so that *selective* behaviour sharing matters:
 
 ====  ==================  ==================  ===========================================
 task  goal                reward per step     relation to the other tasks
@@ -26,7 +32,7 @@ the same flag: an episode succeeds if and only if it ended at the goal.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -39,8 +45,15 @@ SPARSE = np.array([False, False, False, True])
 TASK_NAMES = ["right", "up-right", "left", "right-sparse"]
 
 
-class MultiGoalPointEnv(gym.Env):
-    """Point mass with four goal-reaching tasks (see module docstring).
+class PointTasksEnv(gym.Env):
+    """A 2-D point mass with one goal-reaching task per goal; task sets subclass it and set the class
+    attributes below.
+
+    Every step costs 1 until the goal is reached (the episode then ends with success); a dense task adds
+    the distance to its goal. Walls are horizontal segments ``(y, x_min, x_max)``: a move that would
+    cross one keeps its x part and cancels its y part (the point slides along the wall). With
+    ``trap_penalty > 0`` a task also pays that much per step within ``trap_radius`` of another task's
+    goal (goals equal to its own excepted).
 
     :param task_id: initial task (changed with :meth:`set_task`, applied at the next reset).
     :param step_size: distance covered by a full-scale action.
@@ -50,8 +63,13 @@ class MultiGoalPointEnv(gym.Env):
     """
 
     metadata: dict[str, Any] = {"render_modes": ["rgb_array"], "render_fps": 20}
-    num_tasks = len(GOALS)
-    task_names = TASK_NAMES
+    goals: ClassVar[np.ndarray] = GOALS
+    sparse: ClassVar[np.ndarray] = SPARSE
+    task_names: ClassVar[list[str]] = TASK_NAMES
+    walls: ClassVar[tuple[tuple[float, float, float], ...]] = ()
+    trap_penalty: ClassVar[float] = 0.0
+    trap_radius: ClassVar[float] = 0.0
+    num_tasks: ClassVar[int] = len(GOALS)
 
     def __init__(
         self,
@@ -63,6 +81,8 @@ class MultiGoalPointEnv(gym.Env):
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        if not (len(self.goals) == len(self.sparse) == len(self.task_names) == self.num_tasks):
+            raise ValueError(f"{type(self).__name__}: goals, sparse, task_names and num_tasks need one entry per task.")
         self.task_id = check_task_id(task_id, self.num_tasks)
         self.step_size = step_size
         self.goal_radius = goal_radius
@@ -71,6 +91,8 @@ class MultiGoalPointEnv(gym.Env):
         self.observation_space = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
         self.action_space = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
         self._pos = np.zeros(2, dtype=np.float32)
+        # Every task's traps: the other tasks' goals, except those equal to its own goal.
+        self._traps = [self.goals[np.any(self.goals != goal, axis=1)] for goal in self.goals]
 
     def set_task(self, task_id: int) -> None:
         self.task_id = check_task_id(task_id, self.num_tasks)
@@ -78,18 +100,37 @@ class MultiGoalPointEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
         if options:
-            raise ValueError(f"MultiGoalPointEnv.reset takes no options (got {sorted(options)}); use set_task().")
+            raise ValueError(f"{type(self).__name__}.reset takes no options (got {sorted(options)}); use set_task().")
         self._pos = self.np_random.uniform(-self.start_noise, self.start_noise, size=2).astype(np.float32)
         return self._pos.copy(), {"is_success": False, "success_any_step": False}
 
+    def move(self, pos: np.ndarray, action: np.ndarray) -> np.ndarray:
+        """The position after ``action`` from ``pos`` (clipped to the arena; walls cancel the y part)."""
+        new = np.clip(pos + self.step_size * action, -1.0, 1.0).astype(np.float32)
+        for y, x_min, x_max in self.walls:
+            if (pos[1] < y) == (new[1] < y):
+                continue  # stays on one side of the wall's line
+            x_cross = pos[0] + (y - pos[1]) / (new[1] - pos[1]) * (new[0] - pos[0])
+            if x_min <= x_cross <= x_max:
+                new[1] = pos[1]  # blocked: keep the x part of the move (slide along the wall)
+        return new
+
+    def trap_cost(self, pos: np.ndarray) -> float:
+        """The step's trap penalty at ``pos`` for the current task (0 without traps)."""
+        if self.trap_penalty <= 0.0:
+            return 0.0
+        offsets = self._traps[self.task_id] - pos
+        near = np.einsum("ij,ij->i", offsets, offsets) <= self.trap_radius**2
+        return self.trap_penalty if bool(near.any()) else 0.0
+
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
         action = np.clip(np.asarray(action, dtype=np.float32), -1.0, 1.0)
-        self._pos = np.clip(self._pos + self.step_size * action, -1.0, 1.0).astype(np.float32)
-        dist = float(np.linalg.norm(self._pos - GOALS[self.task_id]))
+        self._pos = self.move(self._pos, action)
+        dist = float(np.linalg.norm(self._pos - self.goals[self.task_id]))
         success = dist <= self.goal_radius
         # Every step costs 1 until the goal is reached (so ending the episode early pays);
-        # dense tasks add the distance to the goal, the sparse task has no distance term.
-        reward = -1.0 if SPARSE[self.task_id] else -1.0 - dist
+        # dense tasks add the distance to the goal, sparse tasks have no distance term.
+        reward = (-1.0 if self.sparse[self.task_id] else -1.0 - dist) - self.trap_cost(self._pos)
         # The episode ends at success, so success at any step so far is this step's success.
         info = {"is_success": success, "success_any_step": success, "distance": dist}
         return self._pos.copy(), reward, success, False, info
@@ -105,8 +146,22 @@ class MultiGoalPointEnv(gym.Env):
             row = int(np.clip((1 - p[1]) / 2 * (size - 1), 0, size - 1))
             return row, col
 
-        r, c = to_px(GOALS[self.task_id])
+        for y, x_min, x_max in self.walls:
+            (r, c0), (_, c1) = to_px(np.array([x_min, y])), to_px(np.array([x_max, y]))
+            img[r, c0 : c1 + 1] = (90, 90, 90)
+        r, c = to_px(self.goals[self.task_id])
         img[max(r - 2, 0) : r + 3, max(c - 2, 0) : c + 3] = (0, 160, 0)
         r, c = to_px(self._pos)
         img[max(r - 1, 0) : r + 2, max(c - 1, 0) : c + 2] = (200, 0, 0)
         return img
+
+
+class MultiGoalPointEnv(PointTasksEnv):
+    """Point mass with four goal-reaching tasks (see module docstring).
+
+    :param task_id: initial task (changed with :meth:`set_task`, applied at the next reset).
+    :param step_size: distance covered by a full-scale action.
+    :param goal_radius: success radius.
+    :param start_noise: half-width of the uniform noise on the start position (origin).
+    :param render_mode: ``"rgb_array"`` for a small top-down picture.
+    """

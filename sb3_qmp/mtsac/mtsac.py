@@ -467,6 +467,11 @@ class MultiTaskSAC(OffPolicyAlgorithm):
             commitment = self.collector.mean_commitment()
             for task_idx in np.flatnonzero(np.isfinite(commitment)):
                 self.logger.record(f"collect/task_{task_idx}/mean_commitment", float(commitment[task_idx]), exclude="stdout")
+            # Shared behaviours (runs of one other policy acting; their share of steps is 1 - own_policy_frac).
+            shared_length = self.collector.mean_shared_length()
+            for task_idx in np.flatnonzero(np.isfinite(shared_length)):
+                key = f"collect/task_{task_idx}/mean_shared_length"
+                self.logger.record(key, float(shared_length[task_idx]), exclude="stdout")
         super().dump_logs()
 
     # ------------------------------------------------------------------------------------------

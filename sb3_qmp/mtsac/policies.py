@@ -149,17 +149,32 @@ class MultiTaskCritic(nn.Module):
         :param reduce: ``"q1"`` (first critic only) or ``"min"`` (min over the C critics).
         :return: ``(N, K)`` scores.
         """
+        if reduce == "q1":
+            return self._row_scores(obs, actions, tasks, 1)[0]
+        return self._row_scores(obs, actions, tasks, self.n_critics).min(dim=0).values
+
+    def score_critics(self, obs: th.Tensor, actions: th.Tensor, tasks: th.Tensor) -> th.Tensor:
+        """Every critic's score of K candidate actions per row (the adaptive Q-switch reads their spread).
+
+        :param obs: ``(N, D)``.
+        :param actions: ``(N, K, A)`` candidates for each row.
+        :param tasks: ``(N,)`` the task whose critics score row n.
+        :return: ``(C, N, K)`` scores; ``[0]`` is what ``score(..., "q1")`` returns.
+        """
+        return self._row_scores(obs, actions, tasks, self.n_critics)
+
+    def _row_scores(self, obs: th.Tensor, actions: th.Tensor, tasks: th.Tensor, n_critics: int) -> th.Tensor:
+        """The first ``n_critics`` critics' scores ``(n_critics, N, K)``."""
         k = actions.shape[1]
         x = th.cat([obs.unsqueeze(1).expand(-1, k, -1), actions], dim=-1)
-        n_critics = 1 if reduce == "q1" else self.n_critics
         layout = member_layout(tasks, self.num_tasks)
         x = layout.pack(x)  # (T, slots, K, D + A): every task's rows against its critics' weights in place
         x = x.reshape(self.num_tasks, -1, x.shape[-1])
         if n_critics > 1:
             x = x.repeat(n_critics, 1, 1)
         q = self.q_net(x, slice(0, n_critics * self.num_tasks)).view(n_critics, self.num_tasks, layout.slots, k)
-        q = q[0] if n_critics == 1 else q.min(dim=0).values  # (T, slots, K)
-        return layout.unpack(q)
+        # (C, T, slots, K) -> (T, slots, K, C) -> rows (N, K, C) -> (C, N, K)
+        return layout.unpack(q.permute(1, 2, 3, 0)).permute(2, 0, 1)
 
 
 class MultiTaskSACPolicy(BasePolicy):

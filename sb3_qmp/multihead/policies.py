@@ -155,13 +155,19 @@ class MultiHeadCritic(MultiTaskCritic):
 
     def score(self, obs: th.Tensor, actions: th.Tensor, tasks: th.Tensor, reduce: str = "q1") -> th.Tensor:
         """Score ``(N, K, A)`` candidates of ``(N, D)`` rows with row n's task head -> ``(N, K)``."""
+        return self._row_scores(obs, actions, tasks, 1 if reduce == "q1" else self.n_critics).min(dim=0).values
+
+    def score_critics(self, obs: th.Tensor, actions: th.Tensor, tasks: th.Tensor) -> th.Tensor:
+        """Every critic's score ``(C, N, K)`` of ``(N, K, A)`` candidates (row n through its task's heads)."""
+        return self._row_scores(obs, actions, tasks, self.n_critics)
+
+    def _row_scores(self, obs: th.Tensor, actions: th.Tensor, tasks: th.Tensor, n_critics: int) -> th.Tensor:
+        """The first ``n_critics`` critics' scores ``(n_critics, N, K)``."""
         n, k = actions.shape[:2]
-        n_critics = 1 if reduce == "q1" else self.n_critics
         x = th.cat([obs.unsqueeze(1).expand(-1, k, -1), actions], dim=-1).reshape(1, n * k, -1)
         hidden = self.trunk(x.expand(n_critics, -1, -1), slice(0, n_critics)).view(n_critics * n, k, -1)
         members = (th.arange(n_critics, device=tasks.device).unsqueeze(1) * self.num_tasks + tasks).reshape(-1)
-        q = self.heads(hidden, members).view(n_critics, n, k)
-        return q.min(dim=0).values
+        return self.heads(hidden, members).view(n_critics, n, k)
 
 
 class MultiHeadSACPolicy(MultiTaskSACPolicy):

@@ -1,0 +1,81 @@
+"""Smoke test of benchmarks/sharing_study.py: a minuscule budget, checking outputs, resuming and the summary."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import pathlib
+import sys
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "sharing_study.py"
+TINY = [
+    "--steps-per-task", "40", "--learning-starts-per-task", "10", "--batch-size", "16", "--net-arch", "8",
+    "--eval-episodes", "2", "--eval-every", "20", "--solve-episodes", "1", "--nice", "0",
+]  # fmt: skip
+
+
+def load_study() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("sharing_study", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up in sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_sharing_study_smoke_resume_and_summary(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    study = load_study()
+    grid = ["--envs", "DetourPoint-v0", "--configs", "separated,qmp_adaptive", "--seeds", "0", "--out", str(tmp_path)]
+    payload = study.main([*grid, *TINY])
+
+    cells = sorted(p.relative_to(tmp_path).as_posix() for p in (tmp_path / "cells").rglob("*.json"))
+    assert cells == ["cells/DetourPoint-v0/qmp_adaptive/seed_0.json", "cells/DetourPoint-v0/separated/seed_0.json"]
+    record = json.loads((tmp_path / cells[0]).read_text())
+    assert record["settings"]["total_steps"] == 160 and record["sparse_tasks"] == [3]
+    for key in ("eval_success", "eval_success_any_step", "train_success", "train_success_any_step", "share_fraction"):
+        assert len(record[key]) == 4, key
+    assert record["curve_steps"] == [80, 160]  # every 20 env steps per task, 4 tasks
+    assert len(record["steps_to_solve"]) == 4 and len(record["mixture_eval_success"]) == 4
+    assert record["cpu_seconds"] > 0 and record["cell_seconds"] > 0
+    separated = json.loads((tmp_path / cells[1]).read_text())
+    assert separated["mixture_eval_success"] is None and separated["share_fraction"] == [0.0] * 4
+
+    saved = json.loads((tmp_path / "sharing_study.json").read_text())
+    assert [s["config"] for s in saved["summary"]] == ["separated", "qmp_adaptive"]
+    ci = saved["summary"][1]["eval_success"][3]
+    assert ci["n"] == 1 and ci["low"] == ci["mean"] == ci["high"]
+    table = (tmp_path / "sharing_study.md").read_text()
+    assert "## DetourPoint-v0" in table and "own task 3 (sparse)" in table and "adaptive (kappa=1" in table
+    assert payload["table_markdown"] == table and table.strip() in capsys.readouterr().out
+
+    # Resuming: finished cells are skipped (nothing runs, the files stay as they are) ...
+    stamp = (tmp_path / cells[0]).stat().st_mtime_ns
+    study.main([*grid, *TINY])
+    assert "2 cells; results" in capsys.readouterr().out and (tmp_path / cells[0]).stat().st_mtime_ns == stamp
+    # ... the plan counts the cells still to run and times them from the finished ones ...
+    assert study.main([*grid, "--seeds", "0", "1", "--plan", *TINY]) == {}
+    planned = capsys.readouterr().out
+    assert "DetourPoint-v0: 2 cells to run; a finished cell took" in planned and "2 cells to run; estimate" in planned
+    # ... and a cell of other settings is refused, not silently mixed in.
+    with pytest.raises(ValueError, match=r"other settings.*total_steps"):
+        study.main([*grid, *TINY, "--steps-per-task", "DetourPoint-v0=50"])
+
+
+def test_bootstrap_interval_and_argument_checks() -> None:
+    study = load_study()
+    stat = study.bootstrap_ci([0.0, 1.0, None, float("nan"), 1.0, 0.0])
+    assert stat["n"] == 4 and stat["mean"] == 0.5 and 0.0 <= stat["low"] < 0.5 < stat["high"] <= 1.0
+    assert study.bootstrap_ci([None])["mean"] is None
+    wide = study.bootstrap_ci(np.random.default_rng(0).uniform(size=3).tolist())
+    narrow = study.bootstrap_ci(np.random.default_rng(0).uniform(size=300).tolist())
+    assert narrow["high"] - narrow["low"] < wide["high"] - wide["low"]
+    args = study.parse_args(["--steps-per-task", "100", "ManyGoalPoint-v0=7"])
+    assert args.steps["DetourPoint-v0"] == 100 and args.steps["ManyGoalPoint-v0"] == 7
+    assert args.configs == study.DEFAULT_CONFIGS and args.seeds == list(range(10))
+    for bad in (["--envs", "Nope-v0"], ["--configs", "qmp_k3"], ["--steps-per-task", "Nope-v0=5"], ["--jobs", "0"]):
+        with pytest.raises(SystemExit):
+            study.parse_args(bad)
