@@ -60,6 +60,15 @@ from comparison_summary import orderings, summarize, to_markdown
 
 MARKER = "run_finished.json"
 CHILD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+# Env kwargs that take the run's seed: the authors drew each Meta-World run's object variations from its seed
+# (and evaluated on the set of seed + 100, which the YAML's PerTaskEvalCallback asks for with variation_set: eval).
+RUN_SEED_ENV_KWARG = {"MetaWorldDoorDrawer": "variation_seed", "MetaWorldMT10": "benchmark_seed"}
+
+
+def seed_env_kwargs(env_id: str, seed: int) -> list[str]:
+    """``--env-kwargs`` arguments that pass the run's seed to envs whose task variations depend on it."""
+    name = env_id.split("-v")[0]
+    return ["--env-kwargs", f"{RUN_SEED_ENV_KWARG[name]}:{seed}"] if name in RUN_SEED_ENV_KWARG else []
 
 
 def seed_folder(logs: Path, seed: int) -> Path:
@@ -87,6 +96,7 @@ def train_command(args: argparse.Namespace, algo: str, seed: int) -> list[str]:
         "1",
         "--eval-freq",
         "-1",  # the zoo's single-env EvalCallback; the YAML's per-task evaluation stays on
+        *seed_env_kwargs(args.env, seed),
         *(["-params", *args.params] if args.params else []),
     ]
 

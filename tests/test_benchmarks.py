@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import os
@@ -351,3 +352,16 @@ def test_paper_comparison_errors(tmp_path: pathlib.Path) -> None:
         comparison.main(["--env", ENV, "--logs", str(tmp_path / "nowhere"), "--summarize-only"])
     with pytest.raises(SystemExit, match="START:END"):
         comparison.main([*argv, "--selection-windows", "0:1k", "oops"])
+
+
+def test_meta_world_runs_draw_their_variations_from_the_run_seed() -> None:
+    """Meta-World runs pass their seed to the env's variation draw; Reacher runs get no env kwargs."""
+    comparison = load_script("paper_comparison")
+    args = argparse.Namespace(env="MetaWorldDoorDrawer-v0", n_timesteps=1000, logs=pathlib.Path("logs"), params=None)
+    command = comparison.train_command(args, "qmp", 3)
+    assert command[command.index("--env-kwargs") + 1] == "variation_seed:3"
+    args.env = "MetaWorldMT10-v0"
+    command = comparison.train_command(args, "qmp", 4)
+    assert command[command.index("--env-kwargs") + 1] == "benchmark_seed:4"
+    args.env = "MultistageReacher-v1"
+    assert "--env-kwargs" not in comparison.train_command(args, "qmp", 0)
