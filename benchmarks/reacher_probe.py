@@ -10,7 +10,7 @@ episodes (stages completed, the authors' any-step success, the strict success, r
 
 Resumable: every evaluation checkpoints the model, its replay buffer and the evaluation history under ``--work``;
 a rerun continues unfinished runs from their last checkpoint and skips finished ones (the continuation is not
-bit-identical to an uninterrupted run). Results: one JSON per run in ``--out``/runs and ``summary.json`` /
+bit-identical to an uninterrupted run). Results: one JSON per run in ``--out``/per_run and ``summary.json`` /
 ``summary.md`` there.
 """
 
@@ -82,10 +82,10 @@ class ProbeCallback(BaseCallback):
 
 
 def run_one(version: int, task: int, seed: int, args: argparse.Namespace) -> dict[str, Any]:
-    """Train (or resume) one run and return its result (also written to ``--out``/runs)."""
+    """Train (or resume) one run and return its result (also written to ``--out``/per_run)."""
     th.set_num_threads(1)
     name = f"v{version}_task{task}_seed{seed}"
-    result_path = args.out / "runs" / f"{name}.json"
+    result_path = args.out / "per_run" / f"{name}.json"  # a folder named runs/ is git-ignored
     if result_path.exists():
         return json.loads(result_path.read_text())
     env_id = f"MultistageReacher-v{version}"

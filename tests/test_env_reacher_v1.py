@@ -13,6 +13,7 @@ import pytest
 mujoco = pytest.importorskip("mujoco")
 pytest.importorskip("dm_control", reason="the Jaco model ships with dm-control")  # only located, never imported
 
+from gymnasium.utils.env_checker import check_env as gymnasium_check_env  # noqa: E402
 from stable_baselines3.common.env_checker import check_env  # noqa: E402
 
 import sb3_qmp  # noqa: E402, F401  (registers the env ids)
@@ -77,6 +78,7 @@ def env_v1():
     env.close()
 
 
+@pytest.mark.filterwarnings("ignore:.*observation space (minimum|maximum) value is")  # joint angles: unbounded Box
 @pytest.mark.parametrize("task_id", range(5))
 def test_registered_and_check_env_every_task(task_id):
     env = gym.make(ENV_ID, task_id=task_id)
@@ -85,8 +87,10 @@ def test_registered_and_check_env_every_task(task_id):
     obs, info = env.reset(seed=0)
     assert obs.shape == (16 + 5,) and info["task_id"] == task_id
     assert set(info) == {"is_success", "success_any_step", "stages_completed", "distance", "task_id"}
+    gymnasium_check_env(env.unwrapped, skip_render_check=True)  # the task wrapper around the base env
     env.close()
     check_env(make_v1(task_id))
+    gymnasium_check_env(make_v1(task_id), skip_render_check=True)
 
 
 def test_scene_geometry_and_start_pose(env_v1):

@@ -31,7 +31,7 @@ def test_probe_runs_resumes_and_summarizes(tmp_path: pathlib.Path, capsys: pytes
     (first,) = probe.main([*common, "--steps", "60"])
     assert [h["env_steps"] for h in first["history"]] == [30, 60]
     # a longer budget continues the same run from its checkpoint (once its result file is gone)
-    (tmp_path / "out" / "runs" / "v1_task2_seed0.json").unlink()
+    (tmp_path / "out" / "per_run" / "v1_task2_seed0.json").unlink()
     (resumed,) = probe.main([*common, "--steps", "90"])
     history = resumed["history"]
     assert [h["env_steps"] for h in history] == [30, 60, 90]
