@@ -49,8 +49,11 @@ def test_qmp_improves_every_dense_task():
 # Separated solves it between 16k and 28k env steps on the 4-task env). With half the step (0.1) a random walk
 # almost never gets there (Separated's collection episodes succeed ~2% of the time), while QMP's mixture
 # often executes the dense task's policy and reaches the goal: the sparse task then learns from those episodes.
-# Measured (seeds 0, 1, 2, env steps of both tasks together): QMP's sparse policy solves its task by 5000 steps
-# on every seed, Separated's only after 7000; the budget sits between the two.
+# Measured (env steps of both tasks together): QMP's sparse policy solves its task between 4000 and 5000 steps,
+# Separated's between 7000 and 8000 (seeds 0-2); at this budget, QMP 10/10 episodes and Separated 0/10 on seeds
+# 0-4, with QMP's sparse collection succeeding in 87-100% of its last episodes and Separated's in 0-2%. The
+# pair costs about 50 s of one CPU core (two runs of 3000 vec-env steps and gradient steps); no cheaper setting
+# tried kept the contrast (gamma 0.9 is not faster; the default step of 0.2 gives no reliable contrast).
 SPARSE_TASKS = [0, 3]  # dense right, sparse right
 SPARSE_STEP = 0.1
 SPARSE_BUDGET = 6_000
@@ -84,15 +87,20 @@ def sparse_runs() -> dict[str, MultiTaskSAC]:
     return runs
 
 
+@pytest.mark.slow
 def test_qmp_sparse_task_collects_with_the_policy_that_reaches_its_goal(sparse_runs):
     qmp, separated = sparse_runs["QMP"], sparse_runs["Separated"]
+    selection = qmp.selection_matrix()
     # Row 1 (the sparse task): a large share of its data comes from policy 0, the policy that reaches the goal ...
-    assert qmp.selection_matrix()[1, 0] > 0.25, qmp.selection_matrix()
+    assert selection[1, 0] > 0.25, selection
+    # (Row 0: the dense task's critic knows its reward, and its argmax is mostly its own, Q-greedy policy.)
+    assert selection[0, 0] > 0.6, selection
     # ... and those collection episodes succeed far more often than Separated's own exploration.
     qmp_success, separated_success = (np.mean(m.task_success_buffer[1]) for m in (qmp, separated))
     assert qmp_success > separated_success + 0.3, (qmp_success, separated_success)
 
 
+@pytest.mark.slow
 def test_qmp_solves_the_sparse_task_where_separated_does_not(sparse_runs):
     qmp, separated = (own_policy_success(sparse_runs[name]) for name in ("QMP", "Separated"))
     np.testing.assert_array_equal(qmp, [1.0, 1.0])  # both tasks, each by its own policy
