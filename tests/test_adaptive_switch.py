@@ -22,12 +22,7 @@ TASKS = np.arange(4)
 
 def set_twin_targets(policy: Any, first: np.ndarray, second: np.ndarray) -> None:
     """Critic 1 of task i scores ``-|a_0 - first[i]|``, critic 2 ``-|a_0 - second[i]|``."""
-    set_distance_critics(policy, first)
-    layer = policy.critic.q_net.hidden[0]
-    with th.no_grad():
-        for task, target in enumerate(second):
-            member = policy.num_tasks + task  # twin c of task t is member c * T + t
-            layer.bias[member, 0, 0], layer.bias[member, 0, 1] = -float(target), float(target)
+    set_distance_critics(policy, first, second)
 
 
 def hand_set(env: Any, second: np.ndarray, **collector_kwargs: Any) -> QMP:
