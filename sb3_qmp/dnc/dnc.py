@@ -21,6 +21,7 @@ import torch as th
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import MaybeCallback
 
+from sb3_qmp.common.denormal import flushing_denormals
 from sb3_qmp.mtsac.mtsac import MultiTaskSAC
 from sb3_qmp.mtsac.policies import MlpPolicy, MultiTaskActor, MultiTaskSACPolicy
 from sb3_qmp.separated.separated import check_collector
@@ -247,6 +248,7 @@ class DnC(MultiTaskSAC):
         log_lik = -0.5 * ((pre_tanh - mean_c) * th.exp(-log_std_c)).square() - log_std_c - _HALF_LOG_2PI
         return -log_lik.sum(dim=-1).mean()
 
+    @flushing_denormals
     def distill(self) -> float:
         """Distill every task policy into the central policy, then overwrite every task policy with it
         (and, with ``distill_reset_optimizer``, reset the task actors' optimizer state).

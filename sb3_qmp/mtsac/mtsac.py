@@ -25,6 +25,7 @@ from torch.nn import functional as F
 
 from sb3_qmp.common.buffers import MultiTaskReplayBuffer
 from sb3_qmp.common.collectors import Collector, make_collector
+from sb3_qmp.common.denormal import flushing_denormals
 from sb3_qmp.common.normalize import VecNormalizePerTask
 from sb3_qmp.common.vec_env import (
     get_num_tasks,
@@ -90,6 +91,9 @@ class MultiTaskSAC(OffPolicyAlgorithm):
     :param verbose: 0 none, 1 info, 2 debug.
     :param seed: random seed.
     :param device: PyTorch device.
+    :param flush_denormal: flush denormal floats to zero during the gradient updates (restored after each
+        update). Adam moments of inactive units turn denormal over long runs and slow CPU updates several
+        fold; flushing them leaves the weights bit for bit the same (see :mod:`sb3_qmp.common.denormal`).
     :param _init_setup_model: build the networks at construction.
     """
 
@@ -128,6 +132,7 @@ class MultiTaskSAC(OffPolicyAlgorithm):
         verbose: int = 0,
         seed: int | None = None,
         device: th.device | str = "auto",
+        flush_denormal: bool = True,
         _init_setup_model: bool = True,
     ) -> None:
         if isinstance(policy, (gym.Env, VecEnv)) or (
@@ -184,6 +189,7 @@ class MultiTaskSAC(OffPolicyAlgorithm):
         self.num_tasks = get_num_tasks(self.env) if self.env is not None else 0
         self.selection_counts: np.ndarray | None = None
         self._env_steps_carry = 0  # env steps not yet turned into gradient steps (gradient_steps=-1)
+        self.flush_denormal = bool(flush_denormal)
 
         if _init_setup_model:
             if self.env is None:
@@ -493,6 +499,7 @@ class MultiTaskSAC(OffPolicyAlgorithm):
         self.critic.requires_grad_(True)
         return (ent_coef[:, None] * log_prob - q_pi).mean(dim=1)
 
+    @flushing_denormals
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
         if (self.replay_buffer.task_sizes() == 0).any():
             if not getattr(self, "_warned_empty_tasks", False):

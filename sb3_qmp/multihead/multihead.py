@@ -10,6 +10,7 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.utils import polyak_update
 
 from sb3_qmp.common.batched import MemberLayout
+from sb3_qmp.common.denormal import flushing_denormals
 from sb3_qmp.mtsac.mtsac import MultiTaskSAC
 from sb3_qmp.mtsac.policies import squashed_gaussian_sample
 from sb3_qmp.multihead.policies import MlpPolicy, MultiHeadActor, MultiHeadCritic, MultiHeadSACPolicy
@@ -74,6 +75,7 @@ class MultiHeadSAC(MultiTaskSAC):
         if not isinstance(self.policy, MultiHeadSACPolicy):
             raise ValueError(f"{type(self).__name__} needs a MultiHeadSACPolicy, got {type(self.policy).__name__}.")
 
+    @flushing_denormals
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
         if self.batch_mode == "per_task":
             super().train(gradient_steps, batch_size)
