@@ -64,6 +64,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     th.set_num_threads(args.threads)
     model = load(args)
     before = moment_counts(model)
+    steps_at_load = int(model.num_timesteps)
     # Fill a buffer once (uniform-random actions: learning_starts is pushed past the fill), reused by every run.
     model.learning_starts = model.num_timesteps + 10 * args.fill_steps
     model.learn(args.fill_steps, reset_num_timesteps=False)
@@ -92,7 +93,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "model": args.model,
         "algo": args.algo,
         "env": args.env,
-        "num_timesteps_of_model": int(model.num_timesteps),
+        "num_timesteps_of_model": steps_at_load,
         "gradient_steps": args.gradient_steps,
         "batch_size": int(model.batch_size),
         "repeats": args.repeats,
@@ -107,7 +108,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="a saved sb3_qmp model (.zip) with its optimizer state")
     parser.add_argument("--algo", required=True, choices=sorted(ALGO_PATHS), help="the model's algorithm")
@@ -118,7 +119,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--output", type=Path, default=None, help="write the result as JSON here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if not Path(args.model).is_file():
         parser.error(f"--model {args.model}: no such file (a model saved by a finished run, e.g. the grid's)")
     result = run(args)
@@ -137,6 +138,7 @@ def main() -> None:
     steps = result["num_timesteps_of_model"]
     header = f"{args.algo} on {args.env}, model at {steps} env steps; denormal Adam moments: {fractions}"
     report(result, header, table, args.output)
+    return result
 
 
 if __name__ == "__main__":

@@ -365,3 +365,30 @@ def test_meta_world_runs_draw_their_variations_from_the_run_seed() -> None:
     assert command[command.index("--env-kwargs") + 1] == "benchmark_seed:4"
     args.env = "MultistageReacher-v1"
     assert "--env-kwargs" not in comparison.train_command(args, "qmp", 0)
+
+
+def test_denormals_compares_kept_and_flushed_on_a_saved_model(tmp_path: pathlib.Path) -> None:
+    import torch as th
+
+    from sb3_qmp import QMP, make_multitask_vec_env
+
+    denormals = load_script("denormals")
+    env = make_multitask_vec_env("MultiGoalPoint-v0", seed=0)
+    model = QMP(env, learning_starts=40, batch_size=8, policy_kwargs=dict(net_arch=[8]), seed=0)
+    model.learn(60)
+    # What a long run leaves behind: part of the critic's Adam moments denormal.
+    for state in model.critic.optimizer.state.values():
+        state["exp_avg_sq"].view(-1)[::2] = 1e-40
+    model.save(tmp_path / "model")
+    out = tmp_path / "denormals.json"
+    argv = ["--algo", "qmp", "--env", "MultiGoalPoint-v0", "--model", str(tmp_path / "model.zip")]
+    result = denormals.main([*argv, "--fill-steps", "40", "--gradient-steps", "3", "--repeats", "1", "--output", str(out)])
+
+    assert result["num_timesteps_of_model"] == 60
+    assert 0.2 < result["denormal_moments_at_load"]["critic"]["denormal_fraction"] <= 0.5
+    assert result["denormal_moments_after"]["flushed"]["critic"]["denormal_fraction"] == 0.0
+    assert result["weights_bit_identical"] is True
+    assert json.loads(out.read_text())["ms_per_gradient_step"]["flushed"] > 0
+    assert th.tensor([1e-39]).mul(1.0).item() != 0.0  # the benchmark left the thread unflushed
+    with pytest.raises(SystemExit):
+        denormals.main(["--algo", "qmp", "--env", "MultiGoalPoint-v0", "--model", str(tmp_path / "missing.zip")])
