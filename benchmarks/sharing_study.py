@@ -388,6 +388,125 @@ def summarize_group(records: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+# The decision rule (issue 14): the default must not be worse than the paper's switch on any task set beyond
+# the interval, and among those that are not, the one that solves the sparse tasks most often wins.
+REFERENCE = "qmp_paper"
+CURRENT_DEFAULT = "qmp_authors"  # the package's default switch before the study (mean actions, Q1)
+
+
+def paired_difference(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean over tasks of the own-policy (strict) success, ``a`` minus ``b``, paired by seed: mean and 95%
+    bootstrap interval over the seeds both have."""
+
+    def by_seed(records: list[dict[str, Any]]) -> dict[int, float]:
+        return {r["seed"]: float(np.nanmean(np.array(r["eval_success"], dtype=np.float64))) for r in records}
+
+    first, second = by_seed(a), by_seed(b)
+    return bootstrap_ci([first[seed] - second[seed] for seed in sorted(first.keys() & second.keys())])
+
+
+def sparse_solves(records: list[dict[str, Any]]) -> tuple[int, int]:
+    """(solved, attempts) over the sparse tasks of every run: solved = final own-policy success (strict) at
+    least the solve threshold."""
+    solved = attempts = 0
+    for r in records:
+        for t in r["sparse_tasks"]:
+            attempts += 1
+            value = r["eval_success"][t]
+            solved += int(value is not None and value >= r["settings"]["solve_threshold"])
+    return solved, attempts
+
+
+def decide(records: list[dict[str, Any]], envs: Sequence[str], configs: Sequence[str], seeds: int) -> dict[str, Any]:
+    """Apply the decision rule to the finished cells.
+
+    A QMP configuration is *admissible* if it has cells on every task set and, on every task set, the 95%
+    interval of its paired difference to the paper's switch (own-policy success, mean over tasks) does not lie
+    wholly below zero. The chosen default is the admissible configuration with the most sparse-task solves
+    over all task sets (ties: the current default first, then the order of ``configs``). The decision is
+    *final* only when every configuration has ``seeds`` seeds on every task set; otherwise *provisional*.
+
+    :param records: the finished cells.
+    :param envs: the task sets of the grid.
+    :param configs: the configurations of the grid (the reference and the candidates among them).
+    :param seeds: seeds per (task set, configuration) for a final decision.
+    """
+    candidates = [c for c in configs if CONFIGS[c].algo == "qmp"]
+    if REFERENCE not in candidates:
+        return {"status": "no decision", "reason": f"the reference {REFERENCE!r} is not in the grid"}
+    group = {(e, c): [r for r in records if r["env"] == e and r["config"] == c] for e in envs for c in candidates}
+    complete = all(len(group[e, c]) >= seeds for e in envs for c in candidates)
+    rows: list[dict[str, Any]] = []
+    for config in candidates:
+        worse_on, differences = [], {}
+        for env_id in envs:
+            if config == REFERENCE:  # zero by definition, where it has cells
+                diff = bootstrap_ci([0.0] * len(group[env_id, config]))
+            else:
+                diff = paired_difference(group[env_id, config], group[env_id, REFERENCE])
+            differences[env_id] = diff
+            if diff["high"] is not None and diff["high"] < 0:
+                worse_on.append(env_id)
+        solved, attempts = sparse_solves([r for e in envs for r in group[e, config]])
+        rows.append(
+            {
+                "config": config,
+                "label": CONFIGS[config].label,
+                "difference_to_reference": differences,
+                "worse_on": worse_on,
+                "admissible": not worse_on and all(d["n"] > 0 for d in differences.values()),
+                "sparse_solved": solved,
+                "sparse_attempts": attempts,
+                "sparse_solve_rate": solved / attempts if attempts else None,
+            }
+        )
+    order = {c: i for i, c in enumerate(dict.fromkeys([CURRENT_DEFAULT, *candidates]))}  # ties: current default first
+    admissible = [r for r in rows if r["admissible"]]
+    best = max(admissible, key=lambda r: (r["sparse_solve_rate"] or 0.0, -order[r["config"]]), default=None)
+    reference = next(r for r in rows if r["config"] == REFERENCE)
+    return {
+        "status": "final" if complete else "provisional",
+        "seeds_required": seeds,
+        "rule": (
+            "admissible: on no task set is the 95% interval of the paired (by seed) difference to the paper's switch "
+            "in own-policy success (mean over tasks) wholly below 0; chosen: the admissible configuration with the "
+            "most sparse-task solves (final own-policy success >= the solve threshold), ties to the current default"
+        ),
+        "chosen": best["config"] if best else None,
+        "beats_reference_on_sparse": bool(
+            best and (best["sparse_solve_rate"] or 0.0) > (reference["sparse_solve_rate"] or 0.0)
+        ),
+        "rows": rows,
+    }
+
+
+def decision_markdown(decision: dict[str, Any]) -> str:
+    """The decision as a table (one row per QMP configuration) and a sentence."""
+    if "rows" not in decision:
+        return f"## Decision\n\n{decision['reason']}\n"
+    envs = list(decision["rows"][0]["difference_to_reference"])
+    header = ["config", *[f"vs paper's switch, {e}" for e in envs], "sparse tasks solved", "admissible"]
+    lines = ["## Decision", "", f"Rule: {decision['rule']}.", ""]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in decision["rows"]:
+        if row["config"] == REFERENCE:
+            cells = [row["label"], *["(reference)" if row["difference_to_reference"][e]["n"] else "n/a" for e in envs]]
+        else:
+            cells = [row["label"], *[_ci(row["difference_to_reference"][e]) for e in envs]]
+        cells += [f"{row['sparse_solved']}/{row['sparse_attempts']}", "yes" if row["admissible"] else "no"]
+        lines.append("| " + " | ".join(cells) + " |")
+    status = f"**{decision['status'].capitalize()}** ({decision['seeds_required']} seeds per cell for a final decision)"
+    chosen = decision["chosen"]
+    if chosen is None:
+        verdict = "no configuration is admissible yet (each needs cells on every task set)"
+    else:
+        verdict = f"chosen: **{CONFIGS[chosen].label}**"
+        if not decision["beats_reference_on_sparse"]:
+            verdict += ", which does not solve the sparse tasks more often than the paper's switch"
+    lines += ["", f"{status}: {verdict}.", ""]
+    return "\n".join(lines)
+
+
 def _ci(stat: dict[str, Any], digits: int = 2) -> str:
     if stat["mean"] is None:
         return "n/a"
@@ -464,7 +583,8 @@ def write_summary(args: argparse.Namespace, records: list[dict[str, Any]], wall_
             group = sorted((r for r in records if r["env"] == env_id and r["config"] == config), key=lambda r: r["seed"])
             if group:
                 summary.append(summarize_group(group))
-    table = markdown(summary)
+    decision = decide(records, args.envs, args.configs, len(args.seeds))
+    table = markdown(summary) + "\n" + decision_markdown(decision)
     payload = {
         "grid": {"envs": args.envs, "configs": args.configs, "seeds": list(args.seeds)},
         "steps_per_task": {env_id: args.steps[env_id] for env_id in args.envs},
@@ -473,6 +593,7 @@ def write_summary(args: argparse.Namespace, records: list[dict[str, Any]], wall_
         "command": " ".join(["python", *sys.argv]) if sys.argv else "",
         "wall_seconds_this_invocation": round(wall_s, 1),
         "summary": summary,
+        "decision": decision,
         "table_markdown": table,
     }
     os.makedirs(args.out, exist_ok=True)

@@ -79,3 +79,54 @@ def test_bootstrap_interval_and_argument_checks() -> None:
     for bad in (["--envs", "Nope-v0"], ["--configs", "qmp_k3"], ["--steps-per-task", "Nope-v0=5"], ["--jobs", "0"]):
         with pytest.raises(SystemExit):
             study.parse_args(bad)
+
+
+def _cell(env: str, config: str, seed: int, success: list[float], sparse: list[int]) -> dict:
+    return {
+        "env": env,
+        "config": config,
+        "seed": seed,
+        "eval_success": success,
+        "sparse_tasks": sparse,
+        "settings": {"solve_threshold": 0.8},
+    }
+
+
+def test_decision_rule_admits_only_configs_not_worse_and_picks_the_best_sparse_solver() -> None:
+    study = load_study()
+    envs = ["MultiGoalPoint-v0", "ConflictPoint-v0"]  # the first has sparse task 1, the second none
+    configs = ["separated", "qmp_paper", "qmp_authors", "qmp_k10", "qmp_own0.3"]
+    records = []
+    for seed in range(6):
+        sparse_paper = 1.0 if seed == 0 else 0.5  # solved (>= 0.8) by the paper's switch on 1 seed of 6
+        sparse_authors = 1.0 if seed < 3 else 0.0  # 3 of 6
+        records += [
+            _cell(envs[0], "separated", seed, [1.0, 0.0], [1]),
+            _cell(envs[0], "qmp_paper", seed, [1.0, sparse_paper], [1]),
+            _cell(envs[0], "qmp_authors", seed, [1.0, sparse_authors], [1]),
+            _cell(envs[0], "qmp_k10", seed, [1.0, 1.0], [1]),  # solves every seed ...
+            _cell(envs[0], "qmp_own0.3", seed, [1.0, sparse_paper], [1]),
+            _cell(envs[1], "separated", seed, [1.0, 1.0], []),
+            _cell(envs[1], "qmp_paper", seed, [1.0, 0.9 + 0.1 * (seed % 2)], []),
+            _cell(envs[1], "qmp_authors", seed, [1.0, 1.0 - 0.15 * (seed % 2)], []),  # a little worse, within noise
+            _cell(envs[1], "qmp_k10", seed, [0.5, 0.5 + 0.01 * seed], []),  # ... but costs the conflict set
+            _cell(envs[1], "qmp_own0.3", seed, [1.0, 1.0], []),
+        ]
+    decision = study.decide(records, envs, configs, seeds=6)
+    rows = {row["config"]: row for row in decision["rows"]}
+    assert "separated" not in rows  # only the Q-switch configurations compete
+    assert rows["qmp_k10"]["worse_on"] == ["ConflictPoint-v0"] and not rows["qmp_k10"]["admissible"]
+    assert rows["qmp_authors"]["admissible"] and rows["qmp_paper"]["admissible"]
+    assert (rows["qmp_authors"]["sparse_solved"], rows["qmp_authors"]["sparse_attempts"]) == (3, 6)
+    assert decision["chosen"] == "qmp_authors" and decision["beats_reference_on_sparse"]
+    assert decision["status"] == "final"
+    assert study.decide(records, envs, configs, seeds=10)["status"] == "provisional"
+    # Ties in sparse solves go to the current default, not to whichever comes first.
+    tie = [r for r in records if r["config"] != "qmp_authors"]
+    tie += [{**r, "config": "qmp_authors"} for r in records if r["config"] == "qmp_own0.3"]
+    assert study.decide(tie, envs, configs, seeds=6)["chosen"] == "qmp_authors"
+    # Missing cells on a task set make a configuration inadmissible, never silently admissible.
+    partial = [r for r in records if not (r["config"] == "qmp_authors" and r["env"] == envs[1])]
+    assert not {row["config"]: row for row in study.decide(partial, envs, configs, 6)["rows"]}["qmp_authors"]["admissible"]
+    table = study.decision_markdown(decision)
+    assert "| commit_steps=10 |" in table and "chosen: **authors' switch (mean, Q1)**" in table
