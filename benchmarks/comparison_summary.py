@@ -5,7 +5,9 @@ Used by ``paper_comparison.py``. Input: the finished :class:`~sb3_qmp.common.res
 seeds' common evaluation steps: the mean over tasks at every evaluation (mean and std over seeds,
 std with ddof 0), the final value (mean +- std over seeds, and per task), and for the success metrics
 the first evaluation at which the mean over tasks reaches the threshold (per seed, and of the
-mean-over-seeds curve).
+mean-over-seeds curve). The *area under the curve* is the mean over all evaluations of the mean over
+tasks (per seed; mean +- std over seeds): a learning-speed measure that still separates methods whose
+final values tie (e.g. every method at 100% any-step success by the end).
 """
 
 from __future__ import annotations
@@ -49,6 +51,9 @@ def summarize_method(runs: Sequence[Run], threshold: float) -> dict[str, Any]:
                 "final_per_seed": over_tasks[:, -1].tolist(),
                 "final_per_task": values[:, -1].mean(axis=0).tolist(),
                 "final_per_task_std": values[:, -1].std(axis=0).tolist(),
+                "auc_per_seed": over_tasks.mean(axis=1).tolist(),
+                "auc_mean": float(over_tasks.mean(axis=1).mean()),
+                "auc_std": float(over_tasks.mean(axis=1).std()),
             }
             if metric in SUCCESS_METRICS:
                 entry["steps_to_threshold"] = [first_reaching(steps, curve, threshold) for curve in over_tasks]
@@ -167,6 +172,23 @@ def to_markdown(
                 f"{display_name(r['algo'])}{'' if r['mode'] == mode else ' (own)'} {r['final_mean']:.2f}" for r in rows
             )
             lines.append(f"- {METRIC_NAMES[metric]}, {mode}: {cells}")
+
+    lines += [
+        "",
+        "Area under the curve: the mean over all evaluations of the mean over tasks (mean ± std over seeds); "
+        "it separates methods whose final values tie:",
+        "",
+        "| method | evaluation | any-step success (paper) | strict success | stages completed |",
+        "|---|---|---|---|---|",
+    ]
+    for algo, mode, metrics in _rows(summary):
+        areas = [
+            "n/a"
+            if metrics.get(m) is None or "auc_mean" not in metrics[m]
+            else f"{metrics[m]['auc_mean']:.2f} ± {metrics[m]['auc_std']:.2f}"
+            for m in ("success_any_step", "success", "stages")
+        ]
+        lines.append(f"| {display_name(algo)} | {mode} | " + " | ".join(areas) + " |")
 
     task_names = next(iter(summary.values()))["task_names"]
     num_tasks = len(next(iter(next(iter(summary.values()))["metrics"]["own"].values()))["final_per_task"])

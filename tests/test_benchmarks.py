@@ -166,6 +166,9 @@ def test_paper_comparison_tables_both_metrics_and_modes(tmp_path: pathlib.Path) 
     assert qmp["mixture"]["success_any_step"]["steps_to_threshold"] == [1000.0, 2000.0]
     assert qmp["mixture"]["success"]["steps_to_threshold"] == [2000.0, 3000.0]
     assert qmp["own"]["stages"]["final_per_task"] == [2.5, 3.0] and qmp["own"]["stages"]["final_per_task_std"] == [0.5, 0.0]
+    # Area under the curve: per seed the mean over evaluations of the mean over tasks.
+    np.testing.assert_allclose(any_step["auc_per_seed"], [(0.75 + 1 + 1) / 3, (0 + 0.75 + 1) / 3])
+    np.testing.assert_allclose([any_step["auc_mean"], any_step["auc_std"]], [(2.75 + 1.75) / 6, (2.75 - 1.75) / 6])
     separated = result["summary"]["separated"]["metrics"]
     assert "mixture" not in separated and separated["own"]["success_any_step"]["final_per_task"] == [0.5, 0.5]
     # dnc: one old file (strict only) and one new: the any-step series is left out, and said so.
@@ -188,6 +191,7 @@ def test_paper_comparison_tables_both_metrics_and_modes(tmp_path: pathlib.Path) 
     assert "- strict success, own: DnC 1.00 > QMP 0.62 > Separated 0.00" in md
     assert "| QMP | own | 1.00 / 0.75 | 1.00 / 0.50 |" in md  # per task: any-step / strict
     assert "| QMP | own | 2.50 ± 0.50 | 3.00 ± 0.00 |" in md  # stages
+    assert "| QMP | own | 0.75 ± 0.17 | 0.29 ± 0.21 | 1.42 ± 0.25 |" in md  # areas under the curves
     assert "| Separated | 1 | 3000 | 61 s | `train separated 1` |" in md
     assert "**Not finished yet (2):** shared seed 0 (unfinished), shared seed 1 (missing)" in md
 
