@@ -9,8 +9,10 @@ Multistage Reacher run, 64% of the critics' and 29% of the actors' Adam moments 
 Flushing them to zero changes nothing that training can see: a denormal moment moves a weight by
 less than ``lr * 1e-30``, far below half an ulp of any weight of a trained network, so the weights
 stay bit for bit the same (``benchmarks/denormals.py`` checks this on a trained model and measures the
-speed-up). It is a CPU-wide setting of the thread, so it is switched on only around the update and
-switched back afterwards.
+speed-up). It is a setting of the calling thread, so it is switched on only around the update and
+switched back afterwards. torch's intra-op worker threads keep their own setting: with
+``torch.set_num_threads(n > 1)`` the share of an operation that runs on the workers is not flushed (and
+not sped up). The package's CPU runs use one torch thread, for which the whole update is covered.
 """
 
 from __future__ import annotations
