@@ -130,3 +130,11 @@ def test_decision_rule_admits_only_configs_not_worse_and_picks_the_best_sparse_s
     assert not {row["config"]: row for row in study.decide(partial, envs, configs, 6)["rows"]}["qmp_authors"]["admissible"]
     table = study.decision_markdown(decision)
     assert "| commit_steps=10 |" in table and "chosen: **authors' switch (mean, Q1)**" in table
+
+
+def test_a_summary_of_few_seeds_is_never_a_final_decision(tmp_path: pathlib.Path) -> None:
+    study = load_study()
+    grid = ["--envs", "ConflictPoint-v0", "--configs", "qmp_paper,qmp_authors", "--seeds", "0", "--out", str(tmp_path)]
+    payload = study.main([*grid, *TINY])
+    assert payload["decision"]["status"] == "provisional" and payload["decision"]["seeds_required"] == study.DECISION_SEEDS
+    assert "**Provisional** (10 seeds per cell for a final decision)" in payload["table_markdown"]
