@@ -385,7 +385,15 @@ def summarize_group(records: list[dict[str, Any]]) -> dict[str, Any]:
         },
         "dense_tasks": {"eval_success": over_tasks("eval_success", dense)},
         "cell_seconds_mean": float(np.mean([r["cell_seconds"] for r in records])),
+        # CPU time is the configuration's cost; wall time also counts whatever else the machine was running
+        "cpu_seconds_mean": _mean_or_none([r.get("cpu_seconds") for r in records]),
     }
+
+
+def _mean_or_none(values: list[float | None]) -> float | None:
+    """Mean of the known values (cells written before a field existed lack it); ``None`` if none is known."""
+    known = [v for v in values if v is not None]
+    return float(np.mean(known)) if known else None
 
 
 # The decision rule (issue 14): the default must not be worse than the paper's switch on any task set beyond
@@ -546,7 +554,7 @@ def markdown(summary: list[dict[str, Any]]) -> str:
             header += [f"own task {t} (sparse)", f"any-step task {t}", f"train task {t}", f"solve task {t}"]
         if not focus:
             header += ["train, all tasks", "solve, mean over tasks"]
-        header += ["shared steps", "shared length", "s/cell"]
+        header += ["shared steps", "shared length", "CPU s/cell"]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for s in rows:
             cells = [s["label"], _ci(s["all_tasks"]["eval_success"]), _ci(s["dense_tasks"]["eval_success"])]
@@ -563,7 +571,7 @@ def markdown(summary: list[dict[str, Any]]) -> str:
             cells += [
                 _ci(s["all_tasks"]["share_fraction"]),
                 _ci(s["all_tasks"]["mean_shared_length"], digits=1),
-                f"{s['cell_seconds_mean']:.0f}",
+                "n/a" if s["cpu_seconds_mean"] is None else f"{s['cpu_seconds_mean']:.0f}",
             ]
             lines.append("| " + " | ".join(cells) + " |")
         lines += ["", f"Own-policy success per task (strict), {env_id}:", ""]
