@@ -51,6 +51,10 @@ def test_sharing_study_smoke_resume_and_summary(tmp_path: pathlib.Path, capsys: 
     table = (tmp_path / "sharing_study.md").read_text()
     assert "## DetourPoint-v0" in table and "own task 3 (sparse)" in table and "adaptive (kappa=1" in table
     assert payload["table_markdown"] == table and table.strip() in capsys.readouterr().out
+    focus = saved["summary"][1]["focus_tasks"]["eval_success"]  # DetourPoint's focus: its sparse task 3
+    assert focus["mean"] == record["eval_success"][3] and focus["n"] == 1
+    figure = tmp_path / "sharing_study.png"
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and figure.stat().st_size > 10_000
 
     # Resuming: finished cells are skipped (nothing runs, the files stay as they are) ...
     stamp = (tmp_path / cells[0]).stat().st_mtime_ns
@@ -138,3 +142,16 @@ def test_a_summary_of_few_seeds_is_never_a_final_decision(tmp_path: pathlib.Path
     payload = study.main([*grid, *TINY])
     assert payload["decision"]["status"] == "provisional" and payload["decision"]["seeds_required"] == study.DECISION_SEEDS
     assert "**Provisional** (10 seeds per cell for a final decision)" in payload["table_markdown"]
+
+
+def test_figure_counts_solves_on_the_focus_tasks() -> None:
+    load_study()  # puts benchmarks/ on sys.path
+    import sharing_plot
+
+    sparse = {"num_tasks": 3, "sparse_tasks": [2], "eval_success": [0.0, 0.0, 0.8]}
+    dense = {"num_tasks": 2, "sparse_tasks": [], "eval_success": [1.0, 0.5]}
+    assert sharing_plot.focus_solved([sparse, {**sparse, "eval_success": [1.0, 1.0, 0.75]}], 0.8) == (1, 2)
+    assert sharing_plot.focus_solved([dense], 0.8) == (1, 2)  # no sparse task: every task is a focus task
+    curve = {**sparse, "curve_steps": [10, 20], "curve_success": [[1.0, 1.0, 0.0], [1.0, 0.0, 0.6]]}
+    steps, success = sharing_plot.focus_curve(curve)
+    assert steps.tolist() == [10.0, 20.0] and success.tolist() == [0.0, 0.6]
