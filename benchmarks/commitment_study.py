@@ -178,7 +178,7 @@ def _nan_to_none(x: float) -> float | None:
     return None if isinstance(x, float) and math.isnan(x) else x
 
 
-def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+def _mean_std(values: Sequence[float] | np.ndarray) -> tuple[float, float]:
     arr = np.asarray(values, dtype=np.float64)
     arr = arr[~np.isnan(arr)]
     if arr.size == 0:

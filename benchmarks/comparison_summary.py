@@ -168,10 +168,10 @@ def to_markdown(
     lines += ["", "Ordering by final success (mean over seeds; `mixture` uses the own policy where a method has none):", ""]
     for metric, by_mode in orderings(summary).items():
         for mode, rows in by_mode.items():
-            cells = " > ".join(
+            ordering = " > ".join(
                 f"{display_name(r['algo'])}{'' if r['mode'] == mode else ' (own)'} {r['final_mean']:.2f}" for r in rows
             )
-            lines.append(f"- {METRIC_NAMES[metric]}, {mode}: {cells}")
+            lines.append(f"- {METRIC_NAMES[metric]}, {mode}: {ordering}")
 
     lines += [
         "",
@@ -221,8 +221,8 @@ def to_markdown(
         lines += [f"| method | {key} per task |", "|---|---|"]
         for algo, per_seed in final_info["values"].items():
             table = np.array(per_seed)
-            cells = " / ".join(f"{column.mean():.2f} [{', '.join(f'{v:.1f}' for v in column)}]" for column in table.T)
-            lines.append(f"| {display_name(algo)} | {cells} |")
+            per_task = " / ".join(f"{column.mean():.2f} [{', '.join(f'{v:.1f}' for v in column)}]" for column in table.T)
+            lines.append(f"| {display_name(algo)} | {per_task} |")
 
     for metric in SUCCESS_METRICS:
         columns = [(algo, mode, metrics[metric]) for algo, mode, metrics in _rows(summary) if metric in metrics]

@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         env = gym.make(env_id)
         results[env_id] = steps_per_second(env_id, args.steps)
         num_tasks = env.get_wrapper_attr("num_tasks")
+        assert env.observation_space.shape is not None and env.action_space.shape is not None and env.spec is not None
         print(
             f"| `{env_id}` | {num_tasks} | {env.observation_space.shape[0]} | {env.action_space.shape[0]} | "
             f"{env.spec.max_episode_steps} | {results[env_id]:,.0f} |"

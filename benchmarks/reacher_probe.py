@@ -72,6 +72,7 @@ class ProbeCallback(BaseCallback):
 
     def _on_step(self) -> bool:
         if self.num_timesteps % self.eval_freq == 0:
+            assert isinstance(self.model, SAC)
             result = evaluate(self.model, self.eval_env, self.episodes, seed=10_000)
             wall = self.wall_offset + time.perf_counter() - self.start
             self.history.append({"env_steps": self.num_timesteps, "wall_s": round(wall, 1), **result})

@@ -15,11 +15,13 @@ import argparse
 import os
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
+import numpy as np
 import torch as th
 from report import report  # benchmarks/report.py (the script's folder is on sys.path)
 
@@ -42,17 +44,17 @@ def microseconds(fn: Callable[[], Any], repeats: int) -> float:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     th.set_num_threads(args.threads)
     env = make_multitask_vec_env(args.env, n_envs_per_task=1, seed=0)
-    kwargs = dict(learning_starts=0, policy_kwargs=dict(net_arch=args.net_arch), seed=0)
+    kwargs: dict[str, Any] = dict(learning_starts=0, policy_kwargs=dict(net_arch=args.net_arch), seed=0)
     models = {
         "own collector": MultiTaskSAC(env, **kwargs),
         "Q-switch (k=1)": QMP(env, **kwargs),
         "Q-switch, commit_steps=5": QMP(env, collector_kwargs=dict(commit_steps=5), **kwargs),
     }
-    obs = env.reset()
+    obs = cast(np.ndarray, env.reset())  # a Box observation space
     per_step: dict[str, float] = {}
     for name, model in models.items():
         model._last_obs = obs
-        per_step[name] = microseconds(lambda model=model: model._sample_action(0, None, model.n_envs), args.repeats)
+        per_step[name] = microseconds(partial(model._sample_action, 0, None, model.n_envs), args.repeats)
 
     qmp = models["Q-switch (k=1)"]
     with th.no_grad():

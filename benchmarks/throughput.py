@@ -15,6 +15,7 @@ import os
 import platform
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 learning_starts=args.learning_starts,
                 **{**common, "policy_kwargs": policy_kwargs},
             )
-            total += time_it(lambda model=model: model.learn(args.steps_per_task))
+            total += time_it(partial(model.learn, args.steps_per_task))
         return total
 
     variants: dict[str, Callable[[], float]] = {
