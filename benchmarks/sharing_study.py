@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sharing_plot import plot_sharing_study
+from sharing_plot import focus_tasks, plot_sharing_study
 
 RESULTS_NAME = "sharing_study"
 
@@ -389,7 +389,7 @@ def summarize_group(records: list[dict[str, Any]]) -> dict[str, Any]:
         },
         "dense_tasks": {"eval_success": over_tasks("eval_success", dense)},
         # The tasks the task set is judged on (its sparse tasks; all tasks on the conflict set): the figure's bars.
-        "focus_tasks": {"eval_success": over_tasks("eval_success", sparse or range(num_tasks))},
+        "focus_tasks": {"eval_success": over_tasks("eval_success", focus_tasks(num_tasks, sparse))},
         "cell_seconds_mean": float(np.mean([r["cell_seconds"] for r in records])),
         # CPU time is the configuration's cost; wall time also counts whatever else the machine was running
         "cpu_seconds_mean": _mean_or_none([r.get("cpu_seconds") for r in records]),
