@@ -83,6 +83,29 @@ class MultiTaskReplayBuffer(ReplayBuffer):
         self.task_pos = np.zeros(num_tasks, dtype=np.int64)
         self.task_full = np.zeros(num_tasks, dtype=bool)
 
+    _STORAGE = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickle (save_replay_buffer, checkpoints) only the slots in use: a buffer a quarter full writes a
+        # quarter of its capacity. The rest is zeros, restored by __setstate__.
+        state = self.__dict__.copy()
+        used = int(self.buffer_size if self.task_full.any() else self.task_pos.max())
+        if used < self.buffer_size:
+            for name in self._STORAGE:
+                state[name] = np.ascontiguousarray(state[name][:, :used])
+            state["_pickled_slots"] = used
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        used = state.pop("_pickled_slots", None)
+        self.__dict__.update(state)
+        if used is not None:  # re-allocate the full capacity (files of earlier versions hold it all)
+            for name in self._STORAGE:
+                stored = getattr(self, name)
+                full = np.zeros((stored.shape[0], self.buffer_size, *stored.shape[2:]), dtype=stored.dtype)
+                full[:, :used] = stored
+                setattr(self, name, full)
+
     def task_sizes(self) -> np.ndarray:
         """Number of stored transitions of every task, shape ``(T,)``."""
         return np.where(self.task_full, self.buffer_size, self.task_pos)

@@ -19,6 +19,7 @@ from stable_baselines3.common.logger import HumanOutputFormat, Logger
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, unwrap_vec_normalize
 
 from sb3_qmp.common.evaluation import MODE_PREFIX, check_eval_modes, episode_outcome, resolve_eval_modes
+from sb3_qmp.common.files import atomic_open, atomic_savez
 from sb3_qmp.common.normalize import VecNormalizePerTask
 from sb3_qmp.common.vec_env import get_num_tasks, make_multitask_vec_env, task_assignment_wrappers
 
@@ -170,6 +171,8 @@ class PerTaskEvalCallback(BaseCallback):
         self.history: dict[str, list[np.ndarray]] = {}
         self.selection_counts: list[np.ndarray] = []
         self._seeds = np.random.default_rng(seed)
+        self._restore_data: dict[str, np.ndarray] | None = None
+        self._restore_path = ""
 
     @property
     def returns(self) -> list[np.ndarray]:
@@ -230,6 +233,7 @@ class PerTaskEvalCallback(BaseCallback):
         self._match_normalization()
         if self.log_path is None:
             self.log_path = chosen_log_dir(getattr(self.model, "_logger", None))  # no logger: never learned
+        self._apply_restore()
 
     def _match_normalization(self) -> None:
         """Wrap the eval env in ``VecNormalizePerTask`` if the policy is trained on normalised observations."""
@@ -410,6 +414,43 @@ class PerTaskEvalCallback(BaseCallback):
         per_task = " ".join(f"{s:.2f}" for s in success)
         return f"success {success.mean():.2f} [{per_task}], any-step {any_step.mean():.2f}, return {mean_return.mean():.2f}"
 
+    def restore(self, path: str) -> None:
+        """Continue the evaluation history saved in ``path`` (an ``evaluations_per_task.npz`` or its folder).
+
+        Used when a run resumes from a checkpoint: the next evaluation is appended to these rows, the
+        evaluation schedule continues from the last one, and the evaluation seeds continue their sequence
+        (the start states are those an uninterrupted run would have used). Takes effect when the callback
+        is initialised by ``learn`` (at once if it already is).
+
+        :param path: the npz file, or the folder holding it.
+        :raises ValueError: (at initialisation) if the file holds other tasks or evaluation modes.
+        """
+        self._restore_data = load_evaluations(path)
+        self._restore_path = path
+        if self.eval_env is not None:
+            self._apply_restore()
+
+    def _apply_restore(self) -> None:
+        data, path = self._restore_data, self._restore_path
+        self._restore_data = None
+        if data is None:
+            return
+        names = [str(name) for name in data.get("task_names", [])]
+        modes = tuple(str(mode) for mode in data.get("eval_modes", []))
+        if names and names != self.task_names:
+            raise ValueError(f"{path} holds evaluations of tasks {names}; this callback evaluates {self.task_names}.")
+        if modes and modes != self.eval_modes:
+            raise ValueError(f"{path} holds evaluation modes {modes}; this callback runs {self.eval_modes}.")
+        self.timesteps = [int(step) for step in data["timesteps"]]
+        meta = ("timesteps", "task_names", "eval_modes", "selection_counts")
+        self.history = {key: list(data[key]) for key in data if key not in meta}
+        self.selection_counts = list(data["selection_counts"]) if "selection_counts" in data else []
+        self._last_eval_step = self.timesteps[-1] if self.timesteps else 0
+        assert self.eval_env is not None
+        n_rounds = -(-self.num_tasks // self.eval_env.num_envs)
+        for _ in self.timesteps:  # one draw of round seeds per evaluation, as in evaluate()
+            self._seeds.integers(2**31 - 2**20, size=n_rounds)
+
     # -- files ---------------------------------------------------------------------------------
     def save(self) -> None:
         """Write all evaluations so far to ``log_path`` (no-op without a ``log_path``: warns once)."""
@@ -439,13 +480,14 @@ class PerTaskEvalCallback(BaseCallback):
             arrays[key] = stacked
         if self.selection_counts and len(self.selection_counts) == len(self.timesteps):
             arrays["selection_counts"] = np.array(self.selection_counts)
-        np.savez(os.path.join(self.log_path, EVAL_FILE), **arrays)
+        # Atomic: a run killed while writing keeps its previous complete files (read by plots and resumes).
+        atomic_savez(os.path.join(self.log_path, EVAL_FILE), **arrays)
         self._write_csv(arrays)
 
     def _write_csv(self, arrays: dict[str, Any]) -> None:
         """One row per evaluation, mode and task (``stages_completed`` empty where the env reports none)."""
         assert self.log_path is not None
-        with open(os.path.join(self.log_path, EVAL_CSV), "w", newline="") as f:
+        with atomic_open(os.path.join(self.log_path, EVAL_CSV), "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(
                 [

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from sb3_qmp.registry import ALGO_PATHS, get_algo
+from sb3_qmp.zoo.resume import RUN_OPTIONS, restore_evaluations
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "hyperparams"
 _PATCHED = "_sb3_qmp_patched"
@@ -193,6 +194,10 @@ def patch_experiment_manager(cls: type[Any]) -> None:
         bound = init_signature.bind(self, *args, **kwargs)
         if self.algo in ALGO_PATHS and not bound.arguments.get("config"):
             self.config = str(default_config_path(self.algo))
+        if self.algo in ALGO_PATHS and RUN_OPTIONS.resume_dir is not None:
+            # --resume: the run continues in its own folder (rl-zoo3 would number a new one).
+            self.save_path = str(RUN_OPTIONS.resume_dir)
+            self.params_path = f"{self.save_path}/{self.env_name}"
 
     @functools.wraps(orig_read)
     def read_hyperparameters(self: Any) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -242,6 +247,8 @@ def patch_experiment_manager(cls: type[Any]) -> None:
                 if isinstance(callback, CheckpointCallback) and self.save_replay_buffer:
                     # A killed run leaves only its checkpoints: each needs its buffer to be resumed with -i.
                     callback.save_replay_buffer = True
+            if RUN_OPTIONS.checkpointing and not self.optimize_hyperparameters:
+                self.callbacks.append(_run_checkpoint_callback(self))
         return result
 
     @functools.wraps(orig_maybe_normalize)
@@ -292,6 +299,28 @@ def patch_experiment_manager(cls: type[Any]) -> None:
     cls._load_pretrained_agent = _load_pretrained_agent
     cls.learn = learn
     setattr(cls, _PATCHED, True)
+
+
+def _run_checkpoint_callback(manager: Any) -> Any:
+    """The checkpoint callback of ``python -m sb3_qmp.train --checkpoint-minutes/--resume``; when resuming,
+    the YAML's per-task evaluation continues the checkpoint's evaluation history."""
+    from sb3_qmp.common.callbacks import PerTaskEvalCallback
+    from sb3_qmp.common.checkpoints import RunCheckpointCallback
+
+    evals = next((c for c in manager.callbacks if isinstance(c, PerTaskEvalCallback)), None)
+    checkpoint = RUN_OPTIONS.checkpoint
+    if checkpoint is not None and RUN_OPTIONS.resume_dir is not None:
+        restored = restore_evaluations(checkpoint, Path(manager.save_path))
+        if restored is not None and evals is not None:
+            evals.restore(str(restored))
+    return RunCheckpointCallback(
+        manager.save_path,
+        every_minutes=RUN_OPTIONS.checkpoint_minutes,
+        every_steps=RUN_OPTIONS.checkpoint_steps,
+        env_id=str(manager.env_name),
+        eval_callback=evals,
+        verbose=manager.verbose,
+    )
 
 
 # ----------------------------------------------------------------------------------------------
