@@ -1,0 +1,117 @@
+"""The grid runner (sb3_qmp.grid): zoo runs as Ray tasks, skipped when finished, resumed mid-way when killed."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sb3_qmp.common.checkpoints import read_progress
+from sb3_qmp.grid import RunOptions, RunSpec, execute_run, progress_rows, progress_text, run_grid, run_state, summarize_grid
+from sb3_qmp.grid.__main__ import main as grid_main
+from sb3_qmp.grid.runs import archive_run
+
+pytest.importorskip("ray")
+
+# Rollouts of the MultiGoalPoint entry are 32 env steps (train_freq 8 x 4 sub-envs): budgets are multiples.
+EVAL = "callback:[{'sb3_qmp.common.callbacks.PerTaskEvalCallback':{'eval_freq':320,'n_eval_episodes':1}}]"
+FAST = RunOptions(checkpoint_minutes=10.0, nice=0)
+
+
+def model_data(path: Path) -> dict:
+    with zipfile.ZipFile(path) as archive:
+        return json.loads(archive.read("data"))
+
+
+def test_grid_of_two_algos_and_two_seeds_completes(tmp_path: Path) -> None:
+    specs = [RunSpec(algo, "MultiGoalPoint-v0", seed, 640, (EVAL,)) for seed in (0, 1) for algo in ("qmp", "separated")]
+    finished: list[str] = []
+    results = run_grid(
+        specs,
+        tmp_path / "logs",
+        FAST,
+        num_cpus=2,
+        poll=0.5,
+        live=False,
+        on_finished=lambda r: finished.append(r["name"]),
+        archive=tmp_path / "archive",
+    )
+    assert all(r["finished"] for r in results) and sorted(finished) == sorted(s.name for s in specs)
+    for spec in specs:
+        state = run_state(spec, tmp_path / "logs")
+        assert state.state == "finished" and state.record["num_timesteps"] == 640
+        assert "sb3_qmp.train" in state.record["command"] and "--resume" in state.record["command"]
+        assert (tmp_path / "archive" / spec.algo / spec.env / f"seed_{spec.seed}" / "evaluations_per_task.npz").is_file()
+    summary = summarize_grid(specs, tmp_path / "logs")
+    own = summary["envs"]["MultiGoalPoint-v0"]["modes"]["own"]
+    assert set(own["aggregates"]) == {"qmp", "separated"} and "separated" in own["improvement"]
+    assert "4 done" in progress_text(progress_rows(specs, tmp_path / "logs"))
+    # Re-running skips every finished run (no Ray needed), and the archive alone also counts as finished.
+    again = run_grid(specs, tmp_path / "logs", FAST, live=False)
+    assert all(r.get("skipped") for r in again)
+    shutil.rmtree(tmp_path / "logs")
+    assert all(run_state(s, tmp_path / "logs", archive=tmp_path / "archive").state == "finished" for s in specs)
+    # Other settings in the same folder are refused.
+    with pytest.raises(ValueError, match="finished with -n 640"):
+        run_grid([RunSpec("qmp", "MultiGoalPoint-v0", 0, 960, (EVAL,))], tmp_path / "logs", FAST, archive=tmp_path / "archive")
+
+
+def test_killed_run_resumes_from_its_checkpoint_exactly(tmp_path: Path) -> None:
+    spec = RunSpec("qmp", "MultiGoalPoint-v0", 0, 3200, (EVAL,))
+    options = RunOptions(checkpoint_minutes=10.0, checkpoint_steps=640, nice=0, attempts=2)
+    reference = execute_run(spec, str(tmp_path / "uninterrupted"), options)
+    assert reference["finished"] and reference["attempts"] == 1
+
+    logs = tmp_path / "killed"
+    result: dict = {}
+    worker = threading.Thread(target=lambda: result.update(execute_run(spec, str(logs), options)))
+    worker.start()
+    run_dir = logs / "seed_0" / "qmp" / "MultiGoalPoint-v0_1"
+    deadline = time.time() + 120
+    while True:  # SIGKILL the training process at ~60%, after a checkpoint
+        progress = read_progress(run_dir) or {}
+        if progress.get("num_timesteps", 0) >= 0.6 * spec.n_timesteps and progress.get("last_checkpoint"):
+            break
+        assert time.time() < deadline, "the run did not reach 60%"
+        time.sleep(0.05)
+    os.kill(progress["pid"], signal.SIGKILL)
+    killed_rows = dict(np.load(run_dir / "evaluations_per_task.npz"))
+    worker.join(timeout=180)
+
+    assert result["finished"] and result["attempts"] == 2
+    attempts = json.loads((run_dir / "run_attempts.json").read_text())["attempts"]
+    assert attempts[0]["returncode"] == -signal.SIGKILL and attempts[1]["resumed_from"] >= 0.6 * 3200 - 640
+    resumed, uninterrupted = (
+        model_data(run_dir / "MultiGoalPoint-v0.zip"),
+        model_data(tmp_path / "uninterrupted" / "seed_0" / "qmp" / "MultiGoalPoint-v0_1" / "MultiGoalPoint-v0.zip"),
+    )
+    assert resumed["num_timesteps"] == uninterrupted["num_timesteps"] == 3200
+    assert resumed["_n_updates"] == uninterrupted["_n_updates"]
+    # The evaluation history continues the killed run's rows (those up to its checkpoint) in the same folder.
+    rows = dict(np.load(run_dir / "evaluations_per_task.npz"))
+    kept = killed_rows["timesteps"] <= attempts[1]["resumed_from"]
+    assert kept.any()
+    n = int(kept.sum())
+    np.testing.assert_array_equal(rows["timesteps"][:n], killed_rows["timesteps"][:n])
+    np.testing.assert_array_equal(rows["successes"][:n], killed_rows["successes"][:n])
+    np.testing.assert_array_equal(rows["timesteps"], np.arange(320, 3201, 320))
+    record = json.loads((run_dir / "run_finished.json").read_text())
+    assert record["attempts"] == 2 and record["wall_time_s"] > 0
+
+
+def test_cli_status_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--algos", "qmp", "--envs", "MultiGoalPoint-v0", "--seeds", "0", "-n", "640", "--logs", str(tmp_path)]
+    grid_main([*argv, "--status"])
+    assert "1 waiting" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="Unknown algorithms"):
+        grid_main([*argv[:1], "sac", *argv[2:]])
+    with pytest.raises(ValueError, match="not finished"):
+        archive_run(RunSpec("qmp", "MultiGoalPoint-v0", 0, 640), tmp_path, tmp_path / "archive")
