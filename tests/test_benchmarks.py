@@ -4,12 +4,11 @@
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
-import os
 import pathlib
 import shlex
+import shutil
 import sys
 import zipfile
 from types import ModuleType
@@ -223,80 +222,35 @@ def test_paper_comparison_figures_redrawn_from_the_summary(tmp_path: pathlib.Pat
     assert sorted(pathlib.Path(p).name for p in plot_main(redraw[3:])) == drawn
 
 
-FAKE_TRAIN = r"""
-import json, os, sys, zipfile
-import numpy as np
-folder, algo, env, n, behaviour, record = sys.argv[1:7]
-with open(record, "a") as f:
-    f.write(json.dumps({"algo": algo, "folder": folder, "nice": os.nice(0), "omp": os.environ.get("OMP_NUM_THREADS")}) + "\n")
-run = os.path.join(folder, algo, env + "_1")
-os.makedirs(run, exist_ok=True)
-steps = int(n) // 2 if behaviour == "interrupted" else int(n)  # rl-zoo3 saves the model when interrupted, exit 0
-success = np.ones((2, 2, 2))
-success[0] = 0
-np.savez(os.path.join(run, "evaluations_per_task.npz"), timesteps=np.array([steps // 2, steps]), returns=success,
-         successes=success, successes_any_step=success, lengths=success, task_names=np.array(["a", "b"]))
-with zipfile.ZipFile(os.path.join(run, env + ".zip"), "w") as z:
-    z.writestr("data", json.dumps({"num_timesteps": steps}))
-sys.exit(3 if behaviour == "crash" else 0)  # a crash after the last save: files complete, exit code not 0
-"""
-
-
-def test_paper_comparison_resumes_a_grid(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_paper_comparison_runs_its_grid_on_ray(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The preset runs the package's zoo command through the Ray grid runner, archives every finished run,
+    summarises with rliable's estimators, and rebuilds the summary from the archive alone."""
+    pytest.importorskip("ray")
     comparison = load_script("paper_comparison")
-    logs, out, calls = tmp_path / "logs", tmp_path / "out", tmp_path / "calls.jsonl"
-    behaviours = {("separated", 1): "interrupted", ("qmp", 2): "crash"}
-
-    def fake_command(args: Any, algo: str, seed: int) -> list[str]:
-        folder = str(comparison.seed_folder(args.logs, seed))
-        behaviour = behaviours.get((algo, seed), "ok")
-        return [sys.executable, "-c", FAKE_TRAIN, folder, algo, args.env, str(args.n_timesteps), behaviour, str(calls)]
-
-    monkeypatch.setattr(comparison, "train_command", fake_command)
+    logs, out = tmp_path / "logs", tmp_path / "out"
     monkeypatch.setenv("OMP_NUM_THREADS", "4")  # the runs must get one thread whatever the caller has
-    summaries = []
-    write_summary = comparison.write_summary
-    monkeypatch.setattr(comparison, "write_summary", lambda args: summaries.append(1) or write_summary(args))
-    finished_before = _write_grid_run(logs, "qmp", 0, n=1000, own=dict(successes=[[0, 0], [1, 1]]))
-    stale = logs / "seed_0" / "separated" / f"{ENV}_1"
-    _write_run(stale, own=dict(successes=[[0, 0]]))  # an interrupted earlier attempt
-    (stale / "stale.txt").write_text("x")
-    argv = ["--env", ENV, "--algos", "qmp", "separated", "--seeds", "0", "1", "2", "-n", "1000", "--jobs", "2"]
-    argv += ["--logs", str(logs), "--out", str(out), "--no-plots", "--poll", "0.05"]
+    argv = ["--env", ENV, "--algos", "qmp", "separated", "--seeds", "0", "-n", "640", "--jobs", "2", "--nice", "0"]
+    argv += ["--logs", str(logs), "--out", str(out), "--no-plots", "--poll", "0.2"]
     result = comparison.main(argv)
 
-    started = [json.loads(line) for line in calls.read_text().splitlines()]
-    assert sorted((c["algo"], c["folder"][-1]) for c in started) == [
-        ("qmp", "1"),
-        ("qmp", "2"),
-        ("separated", "0"),
-        ("separated", "1"),
-        ("separated", "2"),
-    ]  # the finished qmp seed 0 is skipped
-    # Every run under nice with one thread; the unfinished folder was cleared before its re-run.
-    assert all(c["nice"] == min(19, os.nice(0) + 10) and c["omp"] == "1" for c in started)
-    assert not (stale / "stale.txt").exists() and (stale / "run_finished.json").is_file()
-    assert result["missing"] == ["separated seed 1 (unfinished)", "qmp seed 2 (unfinished)"]
-    assert result["finished"] == ["qmp seed 0", "separated seed 0", "qmp seed 1", "separated seed 2"]
-    record = json.loads((logs / "seed_1" / "qmp" / f"{ENV}_1" / "run_finished.json").read_text())
-    assert record["command"].startswith("OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 nice -n 10 ")
-    assert record["wall_time_s"] > 0 and record["num_timesteps"] == 1000 and record["n_timesteps"] == 1000
-    assert result["seconds"]["qmp seed 1"] == record["wall_time_s"]
-    assert len(summaries) == 3 + 1  # after each of the 3 runs finished here, and at the end
-    assert json.loads((out / "summary.json").read_text())["missing"] == result["missing"]
-    assert (finished_before / "run_finished.json").read_text() == json.dumps(
-        {"algo": "qmp", "seed": 0, "n_timesteps": 1000, "params": None, "command": "train qmp 0", "wall_time_s": 60.0}
-    )
+    assert result["missing"] == [] and sorted(result["finished"]) == ["qmp seed 0", "separated seed 0"]
+    for run in result["runs"]:
+        assert run["command"].startswith("OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 ")
+        assert " -m sb3_qmp.train --algo " in run["command"] and " --resume " in run["command"]
+        assert run["num_timesteps"] == 640 and run["wall_time_s"] > 0
+        assert (out / "runs" / run["algo"] / ENV / "seed_0" / "run_finished.json").is_file()
+    own = result["aggregates"]["own"]
+    assert set(own["aggregates"]) == {"qmp", "separated"} and set(own["improvement"]) == {"separated"}
+    assert set(result["aggregates"]["mixture"]["aggregates"]) == {"qmp"}
+    assert "P(qmp > method)" in (out / "summary.md").read_text()
 
-    # Resuming again runs only what is still missing.
-    behaviours.clear()
-    calls.unlink()
-    result = comparison.main(argv)
-    assert sorted(json.loads(line)["algo"] for line in calls.read_text().splitlines()) == ["qmp", "separated"]
-    assert result["missing"] == [] and len(result["runs"]) == 6
+    # A fresh machine (no logs): the same command rebuilds the summary from the archive, training nothing.
+    shutil.rmtree(logs)
+    again = comparison.main(argv)
+    assert again["finished"] == result["finished"] and again["summary"] == result["summary"]
     # Finished runs of other settings are never mixed in.
-    with pytest.raises(SystemExit, match=r"finished with -n 1000 .*not -n 2000"):
-        comparison.main([*argv, "-n", "2000"])
+    with pytest.raises(SystemExit, match=r"finished with -n 640 .*not -n 960"):
+        comparison.main([*argv, "-n", "960"])
 
 
 def test_paper_comparison_summarizes_plain_zoo_layout(tmp_path: pathlib.Path) -> None:
@@ -339,11 +293,13 @@ def test_paper_comparison_reports_an_info_key_of_the_final_models(tmp_path: path
     # Each task's own policy ran in an env of that task: the info key read back is the task index.
     assert result["final_info"] == {"key": "task_id", "values": {"qmp": [[0.0, 1.0, 2.0, 3.0]]}}
     # What the grid reads to tell a finished run from one interrupted (and saved) early:
-    assert comparison.saved_num_timesteps(logs / "qmp" / f"{ENV}_1" / f"{ENV}.zip") == model.num_timesteps >= 40
-    assert comparison.saved_num_timesteps(tmp_path / "missing.zip") is None
+    from sb3_qmp.zoo.resume import saved_num_timesteps
+
+    assert saved_num_timesteps(logs / "qmp" / f"{ENV}_1" / f"{ENV}.zip") == model.num_timesteps >= 40
+    assert saved_num_timesteps(tmp_path / "missing.zip") is None
     with zipfile.ZipFile(tmp_path / "bad.zip", "w") as archive:
         archive.writestr("data", "{}")
-    assert comparison.saved_num_timesteps(tmp_path / "bad.zip") is None
+    assert saved_num_timesteps(tmp_path / "bad.zip") is None
 
 
 def test_paper_comparison_errors(tmp_path: pathlib.Path) -> None:
@@ -360,15 +316,14 @@ def test_paper_comparison_errors(tmp_path: pathlib.Path) -> None:
 
 def test_meta_world_runs_draw_their_variations_from_the_run_seed() -> None:
     """Meta-World runs pass their seed to the env's variation draw; Reacher runs get no env kwargs."""
-    comparison = load_script("paper_comparison")
-    args = argparse.Namespace(env="MetaWorldDoorDrawer-v0", n_timesteps=1000, logs=pathlib.Path("logs"), params=None)
-    command = comparison.train_command(args, "qmp", 3)
+    from sb3_qmp.grid import RunOptions, RunSpec
+
+    options = RunOptions()
+    command = RunSpec("qmp", "MetaWorldDoorDrawer-v0", 3, 1000).command("logs", options)
     assert command[command.index("--env-kwargs") + 1] == "variation_seed:3"
-    args.env = "MetaWorldMT10-v0"
-    command = comparison.train_command(args, "qmp", 4)
+    command = RunSpec("qmp", "MetaWorldMT10-v0", 4, 1000).command("logs", options)
     assert command[command.index("--env-kwargs") + 1] == "benchmark_seed:4"
-    args.env = "MultistageReacher-v1"
-    assert "--env-kwargs" not in comparison.train_command(args, "qmp", 0)
+    assert "--env-kwargs" not in RunSpec("qmp", "MultistageReacher-v1", 0, 1000).command("logs", options)
 
 
 def test_denormals_compares_kept_and_flushed_on_a_saved_model(tmp_path: pathlib.Path) -> None:

@@ -171,7 +171,7 @@ def archive_run(spec: RunSpec, logs: str | Path, archive: str | Path) -> Path:
     where :func:`run_state` finds it even without the log folder (a fresh machine, a cleaned disk)."""
     from sb3_qmp.common.files import atomic_copy
 
-    state = run_state(spec, logs)
+    state = run_state(spec, logs, archive=archive)
     if state.state != "finished" or state.path is None:
         raise ValueError(f"{spec.name} is not finished under {logs}: nothing to archive.")
     target = archive_folder(spec, archive)
