@@ -37,11 +37,13 @@ import platform
 import sys
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from sb3_qmp.common.files import atomic_write_json, atomic_write_text
+from sb3_qmp.grid.statistics import aggregate, compare, compare_markdown
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sharing_plot import focus_tasks, plot_sharing_study
@@ -123,7 +125,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="env steps per task: N for every task set, or ENV=N for one (default: STEPS_PER_TASK in the script)",
     )
     parser.add_argument("--out", default=f"benchmarks/results/{RESULTS_NAME}", help="output folder")
-    parser.add_argument("--jobs", type=int, default=1, help="cells run in parallel (processes)")
+    parser.add_argument("--jobs", type=int, default=1, help="cells run in parallel (CPUs of the local Ray instance)")
+    parser.add_argument("--address", default=None, help="a running Ray cluster ('auto', 'ray://host:10001') instead")
     parser.add_argument("--nice", type=int, default=10, help="niceness added to every run's process (0: none)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--learning-starts-per-task", type=int, default=250, help="uniform-random steps per task")
@@ -202,15 +205,6 @@ def cell_path(out: str, env_id: str, config: str, seed: int) -> str:
 
 def _floats(values: Any) -> list[float | None]:
     return [None if not np.isfinite(v) else float(v) for v in np.asarray(values, dtype=np.float64)]
-
-
-def _init_worker(nice: int, threads: int) -> None:
-    """Lower a run's priority and pin its torch threads (the machine is shared)."""
-    import torch as th
-
-    if nice > 0:
-        os.nice(nice)
-    th.set_num_threads(threads)
 
 
 def run_cell(settings: dict[str, Any], seed: int, out: str) -> dict[str, Any]:
@@ -301,9 +295,7 @@ def run_cell(settings: dict[str, Any], seed: int, out: str) -> dict[str, Any]:
     env.close()
     path = cell_path(out, env_id, settings["config"], seed)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-        json.dump(record, f, indent=1)
-    os.replace(path + ".tmp", path)  # a cell file exists only once complete
+    atomic_write_json(path, record)  # a cell file exists only once complete
     return record
 
 
@@ -326,13 +318,14 @@ def load_cell(path: str, settings: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def bootstrap_ci(values: Sequence[float | None], resamples: int = 10_000, seed: int = 0) -> dict[str, Any]:
-    """Mean and 95% percentile-bootstrap interval of the mean over seeds (``None``/nan values dropped)."""
+    """Mean, IQM and the 95% percentile-bootstrap interval of the mean over seeds (``None``/nan values dropped),
+    with the package's rliable estimators (:func:`sb3_qmp.grid.statistics.aggregate`, one task)."""
     arr = np.array([v for v in values if v is not None and np.isfinite(v)], dtype=np.float64)
     if arr.size == 0:
-        return {"mean": None, "low": None, "high": None, "n": 0}
-    means = arr[np.random.default_rng(seed).integers(arr.size, size=(resamples, arr.size))].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return {"mean": float(arr.mean()), "low": float(low), "high": float(high), "n": int(arr.size)}
+        return {"mean": None, "low": None, "high": None, "iqm": None, "n": 0}
+    stats = aggregate(arr[:, None], resamples, seed)
+    low, high = stats["mean_ci"] or (stats["mean"], stats["mean"])
+    return {"mean": stats["mean"], "low": low, "high": high, "iqm": stats["iqm"], "n": int(arr.size)}
 
 
 def summarize_group(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -590,6 +583,31 @@ def markdown(summary: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n" if lines else "(no finished cells)\n"
 
 
+def study_aggregates(records: list[dict[str, Any]], envs: Sequence[str], configs: Sequence[str]) -> dict[str, Any]:
+    """Per task set: IQM and mean of the final own-policy success over seeds and tasks with stratified-bootstrap
+    intervals, and the probability that the package default (the authors' switch) improves on each other
+    configuration (rliable's estimators, :mod:`sb3_qmp.grid.statistics`)."""
+    result: dict[str, Any] = {}
+    for env_id in envs:
+        scores = {}
+        for config in configs:
+            rows = [r["eval_success"] for r in records if r["env"] == env_id and r["config"] == config]
+            matrix = np.array([[np.nan if v is None else v for v in row] for row in rows], dtype=np.float64)
+            matrix = matrix[np.isfinite(matrix).all(axis=1)] if matrix.size else matrix
+            if len(matrix):
+                scores[config] = matrix
+        if scores:
+            result[env_id] = compare(scores, CURRENT_DEFAULT if CURRENT_DEFAULT in scores else None)
+    return result
+
+
+def aggregates_markdown(result: dict[str, Any]) -> str:
+    parts = ["## Aggregates over seeds and tasks (final own-policy success, strict)\n"]
+    for env_id, comparison in result.items():
+        parts.append(compare_markdown(comparison, env_id))
+    return "\n".join(parts)
+
+
 def write_summary(args: argparse.Namespace, records: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
     """Write ``sharing_study.{json,md}`` for the finished cells of the requested grid; return the JSON payload."""
     summary = []
@@ -600,7 +618,8 @@ def write_summary(args: argparse.Namespace, records: list[dict[str, Any]], wall_
                 summary.append(summarize_group(group))
     # A summary of a few seeds (``--seeds 0``) must not call itself final: the bar is fixed.
     decision = decide(records, args.envs, args.configs, max(DECISION_SEEDS, len(args.seeds)))
-    table = markdown(summary) + "\n" + decision_markdown(decision)
+    aggregates = study_aggregates(records, args.envs, args.configs)
+    table = markdown(summary) + "\n" + decision_markdown(decision) + "\n" + aggregates_markdown(aggregates)
     payload = {
         "grid": {"envs": args.envs, "configs": args.configs, "seeds": list(args.seeds)},
         "steps_per_task": {env_id: args.steps[env_id] for env_id in args.envs},
@@ -610,13 +629,11 @@ def write_summary(args: argparse.Namespace, records: list[dict[str, Any]], wall_
         "wall_seconds_this_invocation": round(wall_s, 1),
         "summary": summary,
         "decision": decision,
+        "aggregates": aggregates,
         "table_markdown": table,
     }
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, f"{RESULTS_NAME}.json"), "w") as f:
-        json.dump(payload, f, indent=1)
-    with open(os.path.join(args.out, f"{RESULTS_NAME}.md"), "w") as f:
-        f.write(table)
+    atomic_write_json(os.path.join(args.out, f"{RESULTS_NAME}.json"), payload)
+    atomic_write_text(os.path.join(args.out, f"{RESULTS_NAME}.md"), table)
     plot_sharing_study(
         records, summary, args.envs, args.configs, os.path.join(args.out, f"{RESULTS_NAME}.png"), args.solve_threshold
     )
@@ -656,6 +673,29 @@ def plan(todo: list[tuple[dict[str, Any], int]], records: list[dict[str, Any]], 
     return "\n".join([*lines, f"{len(todo)} cells to run; {estimate}"])
 
 
+def run_cells(args: argparse.Namespace, todo: list[tuple[dict[str, Any], int]], records: list[dict[str, Any]]) -> None:
+    """Run the cells as Ray tasks (the package's grid engine: ``--jobs`` CPUs of a local instance, or the
+    cluster at ``--address``), one CPU each; append each finished cell's record to ``records``."""
+    from sb3_qmp.grid.engine import as_completed, call_script_function, ray_session, submit
+
+    script = os.path.abspath(__file__)
+    failures = []
+    with ray_session(args.address, None if args.address else args.jobs):
+        calls = [
+            (script, "run_cell", (settings, seed, os.path.abspath(args.out)), args.nice, args.threads)
+            for settings, seed in todo
+        ]
+        for i, (index, record) in enumerate(as_completed(submit(call_script_function, calls, num_cpus=1)), 1):
+            if isinstance(record, BaseException):  # the other cells go on; this one reruns next time
+                settings, seed = todo[index]
+                failures.append(f"{settings['env']} {settings['config']} seed={seed}: {record}")
+                continue
+            records.append(record)
+            _report(i, len(todo), record)
+    if failures:
+        raise SystemExit("Cells failed (rerun the command to retry them):\n" + "\n".join(failures))
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the missing cells of the grid and write the summary. Returns the summary payload."""
     args = parse_args(argv)
@@ -675,18 +715,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     start = time.perf_counter()
     if not args.summary_only and todo:
         print(f"{len(records)} cells finished, {len(todo)} to run", flush=True)
-        if args.jobs == 1:
-            _init_worker(args.nice, args.threads)
-            runs = (run_cell(s, seed, args.out) for s, seed in todo)
-            for i, record in enumerate(runs, 1):
-                records.append(record)
-                _report(i, len(todo), record)
-        else:
-            with ProcessPoolExecutor(args.jobs, initializer=_init_worker, initargs=(args.nice, args.threads)) as pool:
-                futures = [pool.submit(run_cell, s, seed, args.out) for s, seed in todo]
-                for i, future in enumerate(as_completed(futures), 1):
-                    records.append(future.result())
-                    _report(i, len(todo), records[-1])
+        run_cells(args, todo, records)
     payload = write_summary(args, records, time.perf_counter() - start)
     print(payload["table_markdown"])
     print(f"{len(records)} cells; results in {args.out}/{RESULTS_NAME}.{{json,md}} and {args.out}/cells/")

@@ -91,6 +91,35 @@ def as_completed(
                 ray.cancel(ref, force=True)
 
 
+def call_script_function(script: str, function: str, args: tuple[Any, ...], nice: int = 0, threads: int = 1) -> Any:
+    """Import the Python file ``script`` and return ``function(*args)``, niced and with ``threads`` torch threads.
+
+    The Ray task of grids whose runs are Python functions of a script (e.g. the sharing study's cells)
+    rather than zoo commands: the worker loads the script by path (on a cluster, every node must see it
+    at that path, like the log folder).
+
+    :param nice: niceness the worker runs at (at least; workers are reused, so it is set, not added).
+    """
+    import importlib.util
+
+    import torch as th
+
+    if nice > 0:
+        current = os.getpriority(os.PRIO_PROCESS, 0)
+        os.setpriority(os.PRIO_PROCESS, 0, max(current, min(19, nice)))
+    th.set_num_threads(threads)
+    name = f"_grid_script_{Path(script).stem}"
+    module = sys.modules.get(name)
+    if module is None:
+        spec = importlib.util.spec_from_file_location(name, script)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"Cannot import {script} in the Ray worker: is it at the same path on every node?")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return getattr(module, function)(*args)
+
+
 # ----------------------------------------------------------------------------------------------
 # Progress view
 # ----------------------------------------------------------------------------------------------
@@ -288,4 +317,13 @@ def run_grid(
     return results
 
 
-__all__ = ["ProgressView", "as_completed", "progress_rows", "progress_text", "ray_session", "run_grid", "submit"]
+__all__ = [
+    "ProgressView",
+    "as_completed",
+    "call_script_function",
+    "progress_rows",
+    "progress_text",
+    "ray_session",
+    "run_grid",
+    "submit",
+]
