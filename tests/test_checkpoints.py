@@ -130,7 +130,7 @@ def test_resume_options_pick_the_newest_good_checkpoint(tmp_path: Path, model: Q
         model.save(run / "MultiGoalPoint-v0.zip")
         assert prepare_run(argv) is None
         with pytest.raises(SystemExit, match="needs -n"):
-            prepare_run(argv[:-3] + ["--resume"])
+            prepare_run([*argv[:-3], "--resume"])
     finally:
         prepare_run([])  # leave no resume state for other tests
 
