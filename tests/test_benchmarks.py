@@ -351,3 +351,19 @@ def test_denormals_compares_kept_and_flushed_on_a_saved_model(tmp_path: pathlib.
     assert th.tensor([1e-39]).mul(1.0).item() != 0.0  # the benchmark left the thread unflushed
     with pytest.raises(SystemExit):
         denormals.main(["--algo", "qmp", "--env", "MultiGoalPoint-v0", "--model", str(tmp_path / "missing.zip")])
+
+
+def test_paper_campaign_runs_seed_zero_of_every_method_first() -> None:
+    campaign = load_script("paper_campaign")
+    specs = campaign.campaign_specs([0, 1], with_dnc=True, full_budget=False)
+    names = [(s.env.split("-")[0], s.algo, s.seed, s.n_timesteps) for s in specs]
+    assert names[:5] == [
+        ("MazeNavigation", "qmp", 0, 4_000_000),
+        ("MazeNavigation", "separated", 0, 4_000_000),
+        ("MetaWorldDoorDrawer", "qmp", 0, 2_000_000),
+        ("MetaWorldDoorDrawer", "separated", 0, 2_000_000),
+        ("MetaWorldDoorDrawer", "shared", 0, 2_000_000),
+    ]
+    assert [n[1] for n in names[10:]] == ["dnc_reg"] * 4 and len(names) == 14
+    full = campaign.campaign_specs([0], with_dnc=False, full_budget=True)
+    assert {s.env: s.n_timesteps for s in full} == {"MazeNavigation-v0": 12_000_000, "MetaWorldDoorDrawer-v0": 10_000_000}

@@ -35,7 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("--algos", nargs="+", required=True, help="registry names (qmp, separated, shared, dnc_reg, ...)")
     grid.add_argument("--envs", nargs="+", required=True, help="env ids with a packaged YAML entry")
     grid.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    grid.add_argument("-n", "--n-timesteps", type=int, required=True, help="env steps per run (all tasks)")
+    grid.add_argument(
+        "-n",
+        "--n-timesteps",
+        nargs="+",
+        required=True,
+        metavar="[ENV=]N",
+        help="env steps per run (all tasks): N for every env, ENV=N for one (e.g. -n 4000000 MetaWorldDoorDrawer-v0=2000000)",
+    )
     grid.add_argument("--params", nargs="+", default=(), help="extra zoo -params for every run (key:value)")
     grid.add_argument("--logs", type=Path, required=True, help="log folder of the grid (shared by all nodes)")
     ray = parser.add_argument_group("Ray")
@@ -63,13 +70,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def budgets(items: list[str], envs: list[str]) -> dict[str, int]:
+    """Env steps per env from ``-n`` items ``N`` (every env) and ``ENV=N`` (one env)."""
+    result: dict[str, int] = {}
+    for item in items:
+        env, _, value = item.rpartition("=")
+        if env and env not in envs:
+            raise SystemExit(f"-n {item}: {env!r} is not one of --envs {envs}.")
+        if not value.isdigit() or int(value) < 1:
+            raise SystemExit(f"-n {item}: the env steps must be a positive integer.")
+        for key in [env] if env else envs:
+            if not env and key in result:
+                continue  # ENV=N given before N keeps its own value
+            result[key] = int(value)
+    missing = [env for env in envs if env not in result]
+    if missing:
+        raise SystemExit(f"-n gives no budget for {missing}: add N (every env) or ENV=N.")
+    return result
+
+
 def grid_specs(args: argparse.Namespace) -> list[RunSpec]:
     """The runs, seed 0 of every env and method first (an early look compares methods, not seeds)."""
+    n = budgets(args.n_timesteps, args.envs)
     return [
-        RunSpec(algo, env, seed, args.n_timesteps, tuple(args.params))
-        for seed in args.seeds
-        for env in args.envs
-        for algo in args.algos
+        RunSpec(algo, env, seed, n[env], tuple(args.params)) for seed in args.seeds for env in args.envs for algo in args.algos
     ]
 
 
@@ -84,7 +108,7 @@ def write_summary(specs: list[RunSpec], args: argparse.Namespace) -> dict[str, A
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
-    for name in ("n_timesteps", "attempts", "threads"):
+    for name in ("attempts", "threads"):
         if getattr(args, name) < 1:
             raise SystemExit(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}.")
     from sb3_qmp.registry import ALGO_PATHS
