@@ -415,8 +415,12 @@ class QSwitchCollector(Collector):
             raise ValueError(f"adaptive_keep must be True or False, got {adaptive_keep!r}.")
 
     def _score(self, policy: Any, features: th.Tensor, tasks: th.Tensor, proposals: Any) -> th.Tensor:
+        """Task critics' scores of every proposal ``(N, T)``; ``-inf`` where the proposal (mean or sample) or
+        its score is not finite, so that one task's broken policy or critic never wins another's rows."""
         candidates = proposals[0] if self.score == "mean" else proposals[1]  # (T, N, A)
-        return policy.critic.score(features, candidates.transpose(0, 1), tasks, self.critic_reduce)  # (N, T)
+        scores = policy.critic.score(features, candidates.transpose(0, 1), tasks, self.critic_reduce)  # (N, T)
+        finite = th.isfinite(scores) & th.isfinite(proposals[0]).all(dim=2).T & th.isfinite(proposals[1]).all(dim=2).T
+        return scores.masked_fill(~finite, -th.inf)
 
     def _switch_early(self, policy: Any, features: th.Tensor, tasks: th.Tensor, proposals: Any) -> th.Tensor | None:
         self._scores = None
@@ -425,12 +429,14 @@ class QSwitchCollector(Collector):
         assert self._choice is not None
         self._scores = self._score(policy, features, tasks, proposals)
         committed = self._scores.gather(1, self._choice.to(features.device).unsqueeze(1)).squeeze(1)
-        return ((self._scores.max(dim=1).values - committed) > self.switch_margin).cpu()
+        # A commitment to a policy whose proposal stopped being finite ends at once.
+        return (((self._scores.max(dim=1).values - committed) > self.switch_margin) | ~th.isfinite(committed)).cpu()
 
     def _decide(self, policy: Any, features: th.Tensor, tasks: th.Tensor, proposals: Any) -> th.Tensor:
         scores = self._scores if self._scores is not None else self._score(policy, features, tasks, proposals)
-        # torch.argmax returns the first maximum: ties go to the lowest policy index.
-        return scores.argmax(dim=1)
+        # torch.argmax returns the first maximum: ties go to the lowest policy index. A row with no finite
+        # proposal acts with its own policy.
+        return th.where(th.isfinite(scores).any(dim=1), scores.argmax(dim=1), tasks)
 
     # -- adaptive switch -----------------------------------------------------------------------
     def confident_advantages(
@@ -462,6 +468,7 @@ class QSwitchCollector(Collector):
             per_critic = q - q.gather(2, own.unsqueeze(0).expand(q.shape[0], -1, -1))  # (C, N, T) advantages
             uncertainty = per_critic.max(dim=0).values - per_critic.min(dim=0).values
         confident = advantage > self.uncertainty_scale * uncertainty
+        confident &= th.isfinite(proposals[0]).all(dim=2).T & th.isfinite(proposals[1]).all(dim=2).T
         confident.scatter_(1, own, False)
         return scores, confident
 

@@ -26,6 +26,7 @@ from torch.nn import functional as F
 from sb3_qmp.common.buffers import MultiTaskReplayBuffer
 from sb3_qmp.common.collectors import Collector, make_collector
 from sb3_qmp.common.denormal import flushing_denormals
+from sb3_qmp.common.finite import check_finite_update
 from sb3_qmp.common.normalize import VecNormalizePerTask
 from sb3_qmp.common.vec_env import (
     get_num_tasks,
@@ -527,12 +528,6 @@ class MultiTaskSAC(OffPolicyAlgorithm):
 
             actions_pi, log_prob = self.actor.action_log_prob(features)
             ent_coef, ent_coef_loss = self._entropy_coef(log_prob)
-            if ent_coef_loss is not None:
-                assert self.ent_coef_optimizer is not None
-                self.ent_coef_optimizer.zero_grad()
-                ent_coef_loss.backward()
-                self.ent_coef_optimizer.step()
-                stats["ent_coef_loss"].append(ent_coef_loss.detach())
 
             with th.no_grad():
                 next_actions, next_log_prob = self.actor.action_log_prob(next_features)
@@ -544,11 +539,25 @@ class MultiTaskSAC(OffPolicyAlgorithm):
             # Per task: 0.5 * sum over critics of the MSE, as SB3's SAC; summed over tasks,
             # whose parameters are disjoint, so each task gets exactly its own gradient.
             critic_loss = 0.5 * F.mse_loss(current_q, target_q.expand_as(current_q), reduction="none").mean(dim=2).sum(0)
+            # Before any optimizer step: one task's nan must not reach its (or, through the entropy and critic
+            # optimizers' shared steps, any other task's) weights. The entropy step moves here from before the
+            # target (SB3's order): the target uses the coefficient from before that step either way.
+            step = self._n_updates + gradient_step
+            check_finite_update(
+                {"critic loss": critic_loss, "log-prob": log_prob}, step, type(self).__name__, data, self.num_tasks
+            )
+            if ent_coef_loss is not None:
+                assert self.ent_coef_optimizer is not None
+                self.ent_coef_optimizer.zero_grad()
+                ent_coef_loss.backward()
+                self.ent_coef_optimizer.step()
+                stats["ent_coef_loss"].append(ent_coef_loss.detach())
             self.critic.optimizer.zero_grad()
             critic_loss.sum().backward()
             self.critic.optimizer.step()
 
             actor_loss = self._actor_loss(features, ent_coef, actions_pi, log_prob)
+            check_finite_update({"actor loss": actor_loss}, step, type(self).__name__, data, self.num_tasks)
             self.actor.optimizer.zero_grad()
             actor_loss.sum().backward()
             self.actor.optimizer.step()

@@ -11,6 +11,7 @@ from stable_baselines3.common.utils import polyak_update
 
 from sb3_qmp.common.batched import MemberLayout
 from sb3_qmp.common.denormal import flushing_denormals
+from sb3_qmp.common.finite import check_finite_update
 from sb3_qmp.mtsac.mtsac import MultiTaskSAC
 from sb3_qmp.mtsac.policies import squashed_gaussian_sample
 from sb3_qmp.multihead.policies import MlpPolicy, MultiHeadActor, MultiHeadCritic, MultiHeadSACPolicy
@@ -105,14 +106,11 @@ class MultiHeadSAC(MultiTaskSAC):
             layout = MemberLayout(data.tasks, num_tasks)
 
             actions_pi, log_prob = squashed_gaussian_sample(*self.actor.row_distribution_params(features, layout))
+            ent_coef_loss = None
             if self.ent_coef_optimizer is not None:
                 ent_coef = th.exp(self.log_ent_coef.detach())[data.tasks]
                 # Each task's coefficient learns from its own rows (SB3's log-coefficient loss).
                 ent_coef_loss = -(self.log_ent_coef[data.tasks] * (log_prob + self.target_entropy_value).detach()).mean()
-                self.ent_coef_optimizer.zero_grad()
-                ent_coef_loss.backward()
-                self.ent_coef_optimizer.step()
-                batch_means["ent_coef_loss"].append(ent_coef_loss.detach())
             else:
                 ent_coef = self.ent_coef_tensor[data.tasks]
 
@@ -124,6 +122,16 @@ class MultiHeadSAC(MultiTaskSAC):
 
             current_q = self.critic.row_q_values(features, data.actions, layout)  # (C, N)
             critic_rows = 0.5 * (current_q - target_q).square().sum(dim=0)  # SB3: 0.5 * sum over critics of the MSE
+            # Checked before any optimizer step (the shared trunk would carry one task's nan to every task); the
+            # entropy step comes after the target, which uses the coefficient from before it either way.
+            step = self._n_updates + gradient_step
+            check_finite_update({"critic loss": critic_rows, "log-prob": log_prob}, step, type(self).__name__, data, num_tasks)
+            if ent_coef_loss is not None:
+                assert self.ent_coef_optimizer is not None
+                self.ent_coef_optimizer.zero_grad()
+                ent_coef_loss.backward()
+                self.ent_coef_optimizer.step()
+                batch_means["ent_coef_loss"].append(ent_coef_loss.detach())
             self.critic.optimizer.zero_grad()
             critic_rows.mean().backward()
             self.critic.optimizer.step()
@@ -133,6 +141,7 @@ class MultiHeadSAC(MultiTaskSAC):
             q_pi = self.critic.row_q_values(features, actions_pi, layout).min(dim=0).values
             self.critic.requires_grad_(True)
             actor_rows = ent_coef * log_prob - q_pi
+            check_finite_update({"actor loss": actor_rows}, step, type(self).__name__, data, num_tasks)
             self.actor.optimizer.zero_grad()
             actor_rows.mean().backward()
             self.actor.optimizer.step()
