@@ -40,6 +40,32 @@ from sb3_qmp.mtsac.policies import MlpPolicy, MultiTaskActor, MultiTaskCritic, M
 SelfMultiTaskSAC = TypeVar("SelfMultiTaskSAC", bound="MultiTaskSAC")
 
 
+# Files saved before ``algorithm_class`` was stored: the classes that can have written them, from what they hold.
+_POLICY_SAVERS = {"SharedSACPolicy": {"SharedSAC"}}
+_COLLECTOR_SAVERS = {"own": "Separated", "qswitch": "QMP", "uniform": "QMPUniform", "fixed": "QMPDomain"}
+
+
+def saved_algorithms(data: dict[str, Any]) -> set[str] | None:
+    """The algorithm class names that can have saved a model's ``data`` (``None``: not a file of this package).
+
+    Files store ``algorithm_class``; for files of earlier versions the class is inferred from the policy
+    class, the collector and the algorithm's own settings.
+    """
+    if "algorithm_class" in data:
+        return {str(data["algorithm_class"])}
+    if "collector_name" not in data:
+        return None
+    policy = getattr(data.get("policy_class"), "__name__", "")
+    if policy in _POLICY_SAVERS:
+        return _POLICY_SAVERS[policy]
+    if policy == "MultiHeadSACPolicy":
+        return {"QMPMultiHead"} if data["collector_name"] == "qswitch" else {"MultiHeadSAC"}
+    if "beta" in data and "kl_states" in data:
+        return {"DnC", "DnCReg"}
+    saver = _COLLECTOR_SAVERS.get(data["collector_name"])
+    return {"MultiTaskSAC"} | ({saver} if saver else set())
+
+
 class MultiTaskSAC(OffPolicyAlgorithm):
     """Multi-task Soft Actor-Critic: one SAC agent per task, trained on its own task's data only.
 
@@ -191,6 +217,8 @@ class MultiTaskSAC(OffPolicyAlgorithm):
         self.selection_counts: np.ndarray | None = None
         self._env_steps_carry = 0  # env steps not yet turned into gradient steps (gradient_steps=-1)
         self.flush_denormal = bool(flush_denormal)
+        # Saved with the model: load() refuses a file of another algorithm class (see saved_algorithms).
+        self.algorithm_class = type(self).__name__
 
         if _init_setup_model:
             if self.env is None:
@@ -299,15 +327,22 @@ class MultiTaskSAC(OffPolicyAlgorithm):
             candidates = [pathlib.Path(path), pathlib.Path(f"{path}.zip")]
             if not any(p.is_file() for p in candidates):
                 raise FileNotFoundError(f"No saved model at {path!s} (nor {path!s}.zip). Check the path.")
+        data, _, _ = load_from_zip_file(path, device=device, custom_objects=custom_objects, load_data=True)
+        if isinstance(path, io.BufferedIOBase):
+            path.seek(0)
+        savers = saved_algorithms(data or {})
+        if savers is not None and cls.__name__ not in savers:
+            saved = " or ".join(sorted(savers))
+            raise ValueError(
+                f"{path!s} was saved by {saved}, not {cls.__name__}: {cls.__name__}.load would rebuild it with another "
+                f"collector, loss or network layout. Load it with {sorted(savers)[0]}.load(...)."
+            )
         if env is not None:
-            data, _, _ = load_from_zip_file(path, device=device, custom_objects=custom_objects)
             if data is not None and data.get("num_tasks") not in (None, get_num_tasks(env)):
                 raise ValueError(
                     f"The saved model was trained on {data['num_tasks']} tasks but the env has "
                     f"{get_num_tasks(env)}. Load it with an env of the same task set."
                 )
-            if isinstance(path, io.BufferedIOBase):
-                path.seek(0)
         return super().load(  # type: ignore[return-value]
             path,
             env=env,
