@@ -337,12 +337,11 @@ class MultiTaskSAC(OffPolicyAlgorithm):
                 f"{path!s} was saved by {saved}, not {cls.__name__}: {cls.__name__}.load would rebuild it with another "
                 f"collector, loss or network layout. Load it with {sorted(savers)[0]}.load(...)."
             )
-        if env is not None:
-            if data is not None and data.get("num_tasks") not in (None, get_num_tasks(env)):
-                raise ValueError(
-                    f"The saved model was trained on {data['num_tasks']} tasks but the env has "
-                    f"{get_num_tasks(env)}. Load it with an env of the same task set."
-                )
+        if env is not None and data is not None and data.get("num_tasks") not in (None, get_num_tasks(env)):
+            raise ValueError(
+                f"The saved model was trained on {data['num_tasks']} tasks but the env has "
+                f"{get_num_tasks(env)}. Load it with an env of the same task set."
+            )
         return super().load(  # type: ignore[return-value]
             path,
             env=env,
