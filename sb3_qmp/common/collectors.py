@@ -361,8 +361,14 @@ class QSwitchCollector(Collector):
             raise ValueError(f"score must be 'mean' or 'sample', got {score!r}.")
         if critic_reduce not in ("q1", "min"):
             raise ValueError(f"critic_reduce must be 'q1' or 'min', got {critic_reduce!r}.")
-        if switch_margin is not None and switch_margin < 0:
-            raise ValueError(f"switch_margin must be >= 0 (or None to disable), got {switch_margin!r}.")
+        if switch_margin is not None and not (isinstance(switch_margin, (int, float)) and switch_margin >= 0):
+            # (nan fails this test too: a nan margin would never end a commitment)
+            raise ValueError(f"switch_margin must be a number >= 0 (or None to disable), got {switch_margin!r}.")
+        if switch_margin is not None and commit_steps == 1:
+            raise ValueError(
+                f"switch_margin={switch_margin!r} has no effect with commit_steps=1 (every step decides anew): "
+                "set commit_steps > 1, or leave switch_margin=None."
+            )
         self.score = score
         self.critic_reduce = critic_reduce
         self.switch_margin = switch_margin

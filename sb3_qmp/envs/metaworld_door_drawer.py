@@ -62,6 +62,7 @@ from metaworld.envs.sawyer_drawer_open_v3 import SawyerDrawerOpenEnvV3
 from metaworld.sawyer_xyz_env import SawyerXYZEnv
 from metaworld.types import Task
 
+from sb3_qmp.common.checks import check_int
 from sb3_qmp.common.multitask_env import MultiTaskWrapper, check_task_id
 from sb3_qmp.envs.metaworld_scene import CAMERA_NAME, door_drawer_scene_path
 from sb3_qmp.envs.variations import check_variation_set, variation_set_seed
@@ -169,6 +170,7 @@ def task_variations(
     :param variation_set: ``"train"`` or ``"eval"``.
     """
     task_id = check_task_id(task_id, len(TASK_NAMES))
+    check_int("variation_seed", variation_seed, 0)
     low, high = TASK_RANGES[task_id]
     rng = np.random.default_rng([variation_set_seed(variation_seed, variation_set), task_id])
     return rng.uniform(low, high, size=(num_variations, 3))

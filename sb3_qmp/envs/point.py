@@ -32,12 +32,14 @@ the same flag: an episode succeeds if and only if it ended at the goal.
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from sb3_qmp.common.checks import check_real
 from sb3_qmp.common.multitask_env import check_task_id
 
 GOALS = np.array([[0.8, 0.0], [0.6, 0.6], [-0.8, 0.0], [0.8, 0.0]], dtype=np.float32)
@@ -84,6 +86,9 @@ class PointTasksEnv(gym.Env):
         if not (len(self.goals) == len(self.sparse) == len(self.task_names) == self.num_tasks):
             raise ValueError(f"{type(self).__name__}: goals, sparse, task_names and num_tasks need one entry per task.")
         self.task_id = check_task_id(task_id, self.num_tasks)
+        check_real("step_size", step_size, 0.0, math.inf, low_open=True)
+        check_real("goal_radius", goal_radius, 0.0, math.inf, low_open=True)
+        check_real("start_noise", start_noise, 0.0, math.inf)
         self.step_size = step_size
         self.goal_radius = goal_radius
         self.start_noise = start_noise

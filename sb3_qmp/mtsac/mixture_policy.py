@@ -105,6 +105,12 @@ class MixturePolicy:
         policy.set_training_mode(False)
         obs_tensor, vectorized = policy.obs_to_tensor(observation)
         if episode_start is not None:
+            rows = obs_tensor.shape[0]  # type: ignore[union-attr]
+            if np.asarray(episode_start).reshape(-1).shape[0] != rows:
+                raise ValueError(
+                    f"episode_start has {np.asarray(episode_start).reshape(-1).shape[0]} entries for {rows} observation "
+                    "rows: give one flag per row (SB3's evaluate_policy passes the VecEnv's dones)."
+                )
             self.reset(episode_start)
         with th.no_grad():
             features, tasks = policy.split_obs(obs_tensor.float())  # type: ignore[union-attr]

@@ -24,6 +24,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from torch.nn import functional as F
 
 from sb3_qmp.common.buffers import MultiTaskReplayBuffer
+from sb3_qmp.common.checks import check_sac_hyperparameters
 from sb3_qmp.common.collectors import Collector, make_collector
 from sb3_qmp.common.denormal import flushing_denormals
 from sb3_qmp.common.finite import check_finite_update
@@ -111,6 +112,7 @@ class MultiTaskSAC(OffPolicyAlgorithm):
         ``own_prob``, ``warmup_steps``, ``matrix``); see :mod:`sb3_qmp.common.collectors`.
     :param replay_buffer_class: replay buffer class (a :class:`MultiTaskReplayBuffer` subclass).
     :param replay_buffer_kwargs: keyword arguments of the replay buffer.
+    :param optimize_memory_usage: SB3's replay-buffer memory option; only ``False`` (the default) is supported.
     :param stats_window_size: window of the rollout statistics (per task too).
     :param tensorboard_log: tensorboard log directory.
     :param policy_kwargs: keyword arguments of the policy (``net_arch``, ``activation_fn``, ``n_critics``,
@@ -153,6 +155,7 @@ class MultiTaskSAC(OffPolicyAlgorithm):
         collector_kwargs: dict[str, Any] | None = None,
         replay_buffer_class: type[ReplayBuffer] | None = None,
         replay_buffer_kwargs: dict[str, Any] | None = None,
+        optimize_memory_usage: bool = False,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
         policy_kwargs: dict[str, Any] | None = None,
@@ -174,6 +177,23 @@ class MultiTaskSAC(OffPolicyAlgorithm):
                 f"{unregistered_env_id_message(policy)} Nor is {policy!r} a policy of {type(self).__name__} "
                 f"({', '.join(self.policy_aliases)})."
             )
+        if optimize_memory_usage:
+            raise ValueError(
+                "optimize_memory_usage=True is not supported: the per-task replay buffer stores next observations "
+                "(SB3's memory trick relies on one ring of consecutive steps). Leave it False."
+            )
+        check_sac_hyperparameters(
+            buffer_size=buffer_size,
+            learning_starts=learning_starts,
+            batch_size=batch_size,
+            tau=tau,
+            gamma=gamma,
+            gradient_steps=gradient_steps,
+            target_update_interval=target_update_interval,
+            ent_coef=ent_coef,
+            learning_rate=learning_rate,
+            policy_kwargs=policy_kwargs,
+        )
         if isinstance(env, str):
             # An env id: one sub-env per task, each fixed to its task (SB3 would make a single env).
             env = make_multitask_vec_env(env, seed=seed)
