@@ -66,3 +66,73 @@ def test_files_of_earlier_versions_load_and_are_checked(saver: str, env) -> None
 def test_saved_algorithms_of_foreign_data() -> None:
     assert saved_algorithms({"policy_class": object}) is None  # not a file of this package: SB3 decides
     assert saved_algorithms({"algorithm_class": "QMP", "collector_name": "own"}) == {"QMP"}
+
+
+# -- replay buffers -------------------------------------------------------------------------------
+def test_replay_buffer_is_checked_when_loaded(tmp_path: Path, env) -> None:
+    import warnings
+
+    from sb3_qmp import QMP
+
+    model = QMP(env, **SMALL)
+    model.learn(64)
+    model.save_replay_buffer(tmp_path / "buffer.pkl")
+    # Another task set (12 tasks): refused at load, the model keeps its own buffer.
+    many = QMP(make_multitask_vec_env("ManyGoalPoint-v0", seed=0), **SMALL)
+    many.learn(48)
+    many.save_replay_buffer(tmp_path / "many.pkl")
+    before = model.replay_buffer
+    with pytest.raises(ValueError, match=r"does not fit this model: it has 12 tasks \(the model has 4\)"):
+        model.load_replay_buffer(tmp_path / "many.pkl")
+    assert model.replay_buffer is before
+    # Plain SB3's buffer class.
+    from stable_baselines3 import SAC
+
+    sac = SAC("MlpPolicy", "Pendulum-v1", buffer_size=100, learning_starts=10)
+    sac.save_replay_buffer(tmp_path / "sac.pkl")
+    with pytest.raises(ValueError, match=r"holds a ReplayBuffer.*uses MultiTaskReplayBuffer"):
+        model.load_replay_buffer(tmp_path / "sac.pkl")
+    # Same tasks, other names (a renamed task set of the same size).
+    other = QMP(make_multitask_vec_env("ConflictPoint-v0", seed=0), **SMALL)
+    other.learn(64)
+    other.save_replay_buffer(tmp_path / "conflict.pkl")
+    with pytest.raises(ValueError, match=r"it has tasks \[.*\] \(the model's: "):
+        model.load_replay_buffer(tmp_path / "conflict.pkl")
+    # A buffer older than the model it is paired with is reported.
+    model.learn(64, reset_num_timesteps=False)
+    model.save_replay_buffer(tmp_path / "now.pkl")
+    with pytest.warns(UserWarning, match="holds 64 transitions but the model has taken 128 env steps: it is older"):
+        model.load_replay_buffer(tmp_path / "buffer.pkl")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.load_replay_buffer(tmp_path / "now.pkl")
+
+
+# -- task sets ------------------------------------------------------------------------------------
+def test_vec_env_mixing_task_sets_is_refused() -> None:
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from sb3_qmp import QMP
+    from sb3_qmp.common.vec_env import get_num_tasks
+
+    first = make_multitask_vec_env("MultiGoalPoint-v0", seed=0)
+    second = make_multitask_vec_env("ConflictPoint-v0", seed=0)
+    mixed = DummyVecEnv([lambda e=e: e for e in first.envs[:2] + second.envs[:2]])
+    with pytest.raises(ValueError, match=r"different task sets \(sub-envs \[0, 1\]: 4 tasks"):
+        get_num_tasks(mixed)
+    many = make_multitask_vec_env("ManyGoalPoint-v0", seed=0)
+    with pytest.raises(ValueError, match="different task sets"):
+        QMP(DummyVecEnv([lambda e=e: e for e in first.envs[:1] + many.envs[:1]]))
+
+
+def test_model_refuses_an_env_of_other_tasks(tmp_path: Path) -> None:
+    from sb3_qmp import QMP
+
+    model = QMP(make_multitask_vec_env("MultiGoalPoint-v0", seed=0), **SMALL)
+    model.save(tmp_path / "model.zip")
+    other = make_multitask_vec_env("ConflictPoint-v0", seed=0)  # also 4 tasks
+    with pytest.raises(ValueError, match=r"trained on tasks \[.*\] but the env runs tasks"):
+        model.set_env(other)
+    with pytest.raises(ValueError, match="but the env runs tasks"):
+        QMP.load(tmp_path / "model.zip", env=other)
+    QMP.load(tmp_path / "model.zip", env=make_multitask_vec_env("MultiGoalPoint-v0", seed=1))

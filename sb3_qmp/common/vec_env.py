@@ -46,7 +46,37 @@ def get_num_tasks(env: VecEnv | gym.Env) -> int:
         )
     if not isinstance(num_tasks, int) or num_tasks < 1:
         raise ValueError(f"`num_tasks` must be a positive int, got {num_tasks!r}.")
+    if isinstance(env, VecEnv) and env.num_envs > 1:
+        check_one_task_set(env)
     return num_tasks
+
+
+def get_task_names(env: VecEnv | gym.Env) -> list[str]:
+    """The task names of a multi-task env (``task_<i>`` where the env names none)."""
+    num_tasks = get_num_tasks(env)
+    try:
+        names = _env_attr(env, "task_names")
+    except AttributeError:
+        names = None
+    return [str(name) for name in names] if names else [f"task_{i}" for i in range(num_tasks)]
+
+
+def check_one_task_set(venv: VecEnv) -> None:
+    """Every sub-env of ``venv`` must run the same task set (same number and names of tasks): the one-hot
+    suffix means task i only if task i is the same task in every sub-env."""
+    try:
+        sets = [tuple(names) for names in venv.get_attr("task_names")]
+    except AttributeError:
+        sets = [(str(n),) for n in venv.get_attr("num_tasks")]
+    if len(set(sets)) > 1:
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for index, names in enumerate(sets):
+            groups.setdefault(names, []).append(index)
+        described = "; ".join(f"sub-envs {indices}: {len(names)} tasks {list(names)}" for names, indices in groups.items())
+        raise ValueError(
+            f"The sub-envs of this VecEnv run different task sets ({described}). A model learns one task set: build "
+            "every sub-env from the same multi-task env (make_multitask_vec_env(env_id, ...))."
+        )
 
 
 def tasks_without_env(venv: VecEnv) -> list[int]:

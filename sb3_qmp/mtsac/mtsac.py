@@ -31,6 +31,7 @@ from sb3_qmp.common.finite import check_finite_update
 from sb3_qmp.common.normalize import VecNormalizePerTask
 from sb3_qmp.common.vec_env import (
     get_num_tasks,
+    get_task_names,
     make_multitask_vec_env,
     tasks_without_env,
     unregistered_env_id_message,
@@ -44,6 +45,51 @@ SelfMultiTaskSAC = TypeVar("SelfMultiTaskSAC", bound="MultiTaskSAC")
 # Files saved before ``algorithm_class`` was stored: the classes that can have written them, from what they hold.
 _POLICY_SAVERS = {"SharedSACPolicy": {"SharedSAC"}}
 _COLLECTOR_SAVERS = {"own": "Separated", "qswitch": "QMP", "uniform": "QMPUniform", "fixed": "QMPDomain"}
+
+
+def check_replay_buffer(model: Any, buffer: Any, path: str) -> None:
+    """Check a loaded replay buffer against ``model`` (see :meth:`MultiTaskSAC.load_replay_buffer`)."""
+    expected = model.replay_buffer_class or MultiTaskReplayBuffer
+    if not isinstance(buffer, expected):
+        raise ValueError(
+            f"{path} holds a {type(buffer).__name__}, but this {type(model).__name__} uses {expected.__name__}: it was "
+            "saved by another algorithm (plain SB3?)."
+        )
+    problems = []
+    if getattr(buffer, "num_tasks", None) != model.num_tasks:
+        problems.append(f"{getattr(buffer, 'num_tasks', None)} tasks (the model has {model.num_tasks})")
+    if tuple(buffer.obs_shape) != tuple(model.observation_space.shape):
+        problems.append(f"observations of shape {tuple(buffer.obs_shape)} (the model's: {model.observation_space.shape})")
+    if buffer.action_dim != int(np.prod(model.action_space.shape)):
+        problems.append(f"{buffer.action_dim} action dimensions (the model's: {int(np.prod(model.action_space.shape))})")
+    names = getattr(buffer, "task_names", None)
+    if names and model.task_names and list(names) != list(model.task_names):
+        problems.append(f"tasks {list(names)} (the model's: {list(model.task_names)})")
+    if problems:
+        raise ValueError(f"The replay buffer {path} does not fit this model: it has {'; '.join(problems)}.")
+    if not buffer.task_full.any():
+        stored, steps = int(buffer.size()), int(model.num_timesteps)
+        # SB3's CheckpointCallback saves before the last vec-env step is stored: up to n_envs fewer.
+        if not steps - max(model.n_envs, 1) <= stored <= steps:
+            warnings.warn(
+                f"The replay buffer {path} holds {stored} transitions but the model has taken {steps} env steps: it "
+                f"is {'older' if stored < steps else 'newer'} than the model (another checkpoint of the run, or another "
+                "run). Pair a model with the buffer saved with it (same step count in the checkpoint name).",
+                stacklevel=3,
+            )
+
+
+def check_task_names(trained: list[str] | None, env: GymEnv) -> None:
+    """Refuse an env whose tasks are not the ones the model was trained on (same count, other tasks: the
+    one-hot id would route every row to the wrong task's networks). Models of earlier versions stored no names."""
+    if not trained:
+        return
+    names = get_task_names(env)
+    if list(trained) != names:
+        raise ValueError(
+            f"The model was trained on tasks {list(trained)} but the env runs tasks {names}. Use an env of the task "
+            "set the model learnt (same tasks in the same order)."
+        )
 
 
 def saved_algorithms(data: dict[str, Any]) -> set[str] | None:
@@ -234,6 +280,8 @@ class MultiTaskSAC(OffPolicyAlgorithm):
         self.collector_name = collector if collector is not None else self.default_collector
         self.collector_kwargs = dict(collector_kwargs or {})
         self.num_tasks = get_num_tasks(self.env) if self.env is not None else 0
+        # Saved with the model: load / set_env refuse an env of other tasks.
+        self.task_names = get_task_names(self.env) if self.env is not None else []
         self.selection_counts: np.ndarray | None = None
         self._env_steps_carry = 0  # env steps not yet turned into gradient steps (gradient_steps=-1)
         self.flush_denormal = bool(flush_denormal)
@@ -281,6 +329,8 @@ class MultiTaskSAC(OffPolicyAlgorithm):
         self.policy_kwargs = {**self.policy_kwargs, "num_tasks": self.num_tasks}
         super()._setup_model()
         self._create_aliases()
+        if self.replay_buffer is not None:  # checked by load_replay_buffer
+            self.replay_buffer.task_names = list(getattr(self, "task_names", []))  # type: ignore[attr-defined]
 
         self.target_entropy_value = (
             -float(np.prod(self.action_space.shape))  # type: ignore[arg-type]
@@ -328,6 +378,7 @@ class MultiTaskSAC(OffPolicyAlgorithm):
                 f"This model has {self.num_tasks} tasks but the env has {env_tasks}. "
                 "Use an env with the same task set as the one the model was trained on."
             )
+        check_task_names(getattr(self, "task_names", None), env)
         super().set_env(env, force_reset)
         self._check_env_for_tasks(self.env)  # type: ignore[arg-type]
         self.collector.reset_state(self.n_envs)
@@ -362,6 +413,8 @@ class MultiTaskSAC(OffPolicyAlgorithm):
                 f"The saved model was trained on {data['num_tasks']} tasks but the env has "
                 f"{get_num_tasks(env)}. Load it with an env of the same task set."
             )
+        if env is not None and data is not None:
+            check_task_names(data.get("task_names"), env)
         return super().load(  # type: ignore[return-value]
             path,
             env=env,
@@ -645,6 +698,22 @@ class MultiTaskSAC(OffPolicyAlgorithm):
         # per-task episode statistics are saved, so that `learn(reset_num_timesteps=False)` after `load`
         # continues them; the collector's settings are rebuilt from `collector_kwargs` (which `load` can override).
         return [*super()._excluded_save_params(), "actor", "critic", "critic_target", "_mixture_view"]
+
+    def load_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase, truncate_last_traj: bool = True) -> None:
+        """Load a replay buffer saved by :meth:`save_replay_buffer`, checked against this model at once.
+
+        :raises ValueError: if it is not a multi-task buffer of this model's class, number of tasks, task
+            names, observation or action shape. A buffer whose number of transitions does not match the model's
+            env steps (an older or newer checkpoint of the run, or another run) is reported with a warning.
+        """
+        previous = self.replay_buffer
+        super().load_replay_buffer(path, truncate_last_traj)
+        buffer = self.replay_buffer
+        try:
+            check_replay_buffer(self, buffer, str(path))
+        except ValueError:
+            self.replay_buffer = previous
+            raise
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         state_dicts = ["policy", "actor.optimizer", "critic.optimizer"]
