@@ -592,3 +592,22 @@ def test_examples_run(tmp_path: Path) -> None:
     assert len(optuna.load_study(study_name="qmp_point", storage=budget["STORAGE"]).trials) == 2
     assert "per-task success of the loaded model" in results["python_api"].output
     assert (tmp_path / "logs_api" / "qmp" / f"{ENV}_1" / "evaluations_per_task.npz").is_file()
+
+
+def test_collector_kwargs_as_a_string_like_policy_kwargs(tmp_path: Path) -> None:
+    """A YAML's ``collector_kwargs: "dict(own_prob=0.5)"`` works as rl-zoo3's policy_kwargs strings do."""
+    from sb3_qmp import QMP, make_multitask_vec_env
+    from sb3_qmp.zoo import collector_kwargs_from_string
+
+    entry = yaml.safe_load((CONFIG_DIR / "qmp.yml").read_text())[ENV]
+    entry["collector_kwargs"] = "dict(own_prob=0.5, commit_steps=2)"
+    entry.pop("callback")
+    (tmp_path / "qmp.yml").write_text(yaml.safe_dump({ENV: entry}))
+    run(["-m", "sb3_qmp.train", "--algo", "qmp", "--env", ENV, "-conf", "qmp.yml", "-f", "logs", *SMOKE], tmp_path)
+    model = QMP.load(tmp_path / "logs" / "qmp" / f"{ENV}_1" / f"{ENV}.zip")
+    assert model.collector.own_prob == 0.5 and model.collector.commit_steps == 2
+    assert collector_kwargs_from_string("dict(score='sample')") == {"score": "sample"}
+    with pytest.raises(ValueError, match="gives a list, not a dict"):
+        collector_kwargs_from_string("[1, 2]")
+    with pytest.raises(ValueError, match=r"collector_kwargs must be a dict .* got the list \['own_prob', 0.5\]"):
+        QMP(make_multitask_vec_env(ENV), collector_kwargs=["own_prob", 0.5])

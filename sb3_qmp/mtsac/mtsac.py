@@ -278,6 +278,12 @@ class MultiTaskSAC(OffPolicyAlgorithm):
         self.target_entropy = target_entropy
         self.ent_coef_optimizer: th.optim.Adam | None = None
         self.collector_name = collector if collector is not None else self.default_collector
+        if collector_kwargs is not None and not isinstance(collector_kwargs, dict):
+            raise ValueError(
+                f"collector_kwargs must be a dict of collector options, e.g. dict(own_prob=0.5); got the "
+                f"{type(collector_kwargs).__name__} {collector_kwargs!r}. In a zoo YAML write it as a mapping "
+                '(own_prob: 0.5) or as the string "dict(own_prob=0.5)".'
+            )
         self.collector_kwargs = dict(collector_kwargs or {})
         self.num_tasks = get_num_tasks(self.env) if self.env is not None else 0
         # Saved with the model: load / set_env refuse an env of other tasks.

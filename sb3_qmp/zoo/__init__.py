@@ -63,6 +63,25 @@ def available_algos() -> tuple[dict[str, type[Any]], dict[str, str]]:
     return algos, missing
 
 
+def collector_kwargs_from_string(text: str) -> dict[str, Any]:
+    """A YAML / ``-params`` string such as ``"dict(own_prob=0.5)"`` as the dict it spells (evaluated as rl-zoo3
+    evaluates ``policy_kwargs`` strings: with ``np``, ``th`` and ``nn`` in scope)."""
+    import numpy as np
+    import torch as th
+
+    try:
+        value = eval(text, {"dict": dict, "np": np, "th": th, "nn": th.nn})
+    except Exception as error:
+        raise ValueError(
+            f"collector_kwargs {text!r} is not a Python expression ({error}); write e.g. 'dict(own_prob=0.5)'."
+        ) from error
+    if not isinstance(value, dict):
+        raise ValueError(
+            f"collector_kwargs {text!r} gives a {type(value).__name__}, not a dict: write e.g. 'dict(own_prob=0.5)'."
+        )
+    return value
+
+
 def merge_nested(base: dict[str, Any] | None, update: dict[str, Any]) -> dict[str, Any]:
     """``update`` with its :data:`NESTED_KEYS` dicts merged over those of ``base`` (other keys replace)."""
     merged = dict(update)
@@ -204,7 +223,10 @@ def patch_experiment_manager(cls: type[Any]) -> None:
         if self.algo not in ALGO_PATHS:
             return orig_read(self)
         try:
-            return orig_read(self)
+            hyperparams, saved = orig_read(self)
+            if isinstance(hyperparams.get("collector_kwargs"), str):
+                hyperparams["collector_kwargs"] = collector_kwargs_from_string(hyperparams["collector_kwargs"])
+            return hyperparams, saved
         except ValueError as e:
             if "Hyperparameters not found" not in str(e):
                 raise
@@ -359,6 +381,7 @@ __all__ = [
     "CONFIG_DIR",
     "available_algos",
     "checkpoint_replay_buffer",
+    "collector_kwargs_from_string",
     "default_config_path",
     "merge_nested",
     "patch_experiment_manager",
