@@ -41,6 +41,7 @@ import glob
 import json
 import os
 import sys
+import warnings
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -388,6 +389,7 @@ def plot_runs(
     """
     if not runs:
         raise ValueError("No runs to plot.")
+    flag_non_finite(runs, metrics)
     paths: list[str] = []
     for env in sorted({run.env for run in runs}):
         for metric in metrics:
@@ -400,6 +402,22 @@ def plot_runs(
         if heatmaps:
             paths += plot_selection(runs, env, output, windows)
     return paths
+
+
+def flag_non_finite(runs: Sequence[Run], metrics: Sequence[str]) -> list[str]:
+    """Warn about every curve with nan/inf values (those points are left out of the figures); return the notes."""
+    notes = []
+    for run in runs:
+        for mode, by_metric in run.curves.items():
+            for metric in metrics:
+                values = by_metric.get(metric)
+                if values is None or np.isfinite(values).all():
+                    continue
+                steps = run.timesteps[~np.isfinite(values).all(axis=1)].tolist()
+                notes.append(f"{run.path}: {mode} {metric} is nan/inf at env steps {steps}; those points are not drawn.")
+    for note in notes:
+        warnings.warn(note, stacklevel=3)
+    return notes
 
 
 def runs_from_summary(path: str) -> list[Run]:
@@ -432,10 +450,27 @@ def load_selection_counts(path: str) -> np.ndarray:
         if "selection_counts" not in data or data["selection_counts"].size == 0:
             raise ValueError(f"{path} has no selection counts (the algorithm records none).")
         return np.asarray(data["selection_counts"][-1])
+    import zipfile
+
     from stable_baselines3.common.save_util import load_from_zip_file
+
+    from sb3_qmp.mtsac.mtsac import SELECTION_ENTRY
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No saved model at {path!r}.")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            if SELECTION_ENTRY in names:  # plain JSON: nothing is unpickled
+                return np.asarray(json.loads(archive.read(SELECTION_ENTRY)), dtype=np.int64)
+    except zipfile.BadZipFile:
+        raise ValueError(
+            f"--heatmap {path}: not a saved model (not a zip file); give a model .zip, an .npz or a run folder."
+        ) from None
+    if "data" not in names:
+        raise ValueError(f"--heatmap {path}: a zip file, but not a saved SB3 model (no 'data' entry).")
+    # Models saved by earlier versions keep the counts only in the pickled data: unpickling runs code from the file.
+    warnings.warn(f"{path} predates the plain-JSON selection counts: reading them unpickles the file's data.", stacklevel=2)
     saved, _, _ = load_from_zip_file(path, load_data=True, device="cpu", custom_objects={"learning_rate": 0.0})
     counts = None if saved is None else saved.get("selection_counts")
     if counts is None:

@@ -350,3 +350,35 @@ def test_series_skips_runs_without_the_metric(fake_logs: Path, capsys: pytest.Ca
     drawn = {(algo, mode): len(group) for algo, mode, group in series(runs, "success_any_step", "both")}
     assert drawn == {("qmp", "own"): 2, ("qmp", "mixture"): 2, ("separated", "own"): 1}
     assert "qmp: 1 of 3 runs have no own success_any_step; left out." in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "not_npz"])
+def test_unreadable_evaluation_file_is_named_and_skipped(fake_logs: Path, tmp_path: Path, damage: str) -> None:
+    bad = fake_logs / "separated" / f"{ENV}_1" / "evaluations_per_task.npz"
+    data = bad.read_bytes()
+    bad.write_bytes({"truncated": data[: len(data) // 3], "empty": b"", "not_npz": b"timesteps,mode\n1,own\n"}[damage])
+    with pytest.warns(UserWarning, match=rf"Skipping {bad}: cannot read it"):
+        runs = find_runs([str(fake_logs)])
+    assert sorted(run.algo for run in runs) == ["dnc", "qmp", "qmp"]  # the rest is still drawn
+    with pytest.warns(UserWarning, match="Skipping"):
+        main([str(fake_logs), "--output", str(tmp_path / "out"), "--no-heatmaps"])
+    assert any((tmp_path / "out").glob("*.png"))
+
+
+def test_nan_curve_values_are_flagged(fake_logs: Path, tmp_path: Path) -> None:
+    write_npz(fake_logs / "separated" / f"{ENV}_2", own=dict(successes=[[0, 0, 0], [np.nan, 1, 0], [1, 1, 0]]))
+    with pytest.warns(UserWarning, match=rf"separated/{ENV}_2: own success is nan/inf at env steps \[{STEPS[1]}\]"):
+        main([str(fake_logs), "--output", str(tmp_path / "out"), "--no-heatmaps", "--metric", "success"])
+
+
+def test_heatmap_reads_a_model_without_unpickling(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import stable_baselines3.common.save_util as save_util
+
+    model = get_algo("qmp")(make_multitask_vec_env(ENV, seed=0), learning_starts=20, batch_size=8, seed=0)
+    model.learn(60)
+    model.save(tmp_path / "model")  # SB3 appends .zip
+    monkeypatch.setattr(save_util, "load_from_zip_file", lambda *a, **k: pytest.fail("unpickled the model's data"))
+    np.testing.assert_array_equal(load_selection_counts(str(tmp_path / "model.zip")), model.selection_counts)
+    (tmp_path / "notes.txt").write_text("not a model")
+    with pytest.raises(ValueError, match=r"--heatmap .*notes.txt: not a saved model \(not a zip file\)"):
+        load_selection_counts(str(tmp_path / "notes.txt"))

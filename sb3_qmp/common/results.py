@@ -26,6 +26,8 @@ from __future__ import annotations
 import glob
 import os
 import re
+import warnings
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -226,7 +228,13 @@ def find_runs(log_folders: Sequence[str], algos: Sequence[str] | None = None, en
             match = RUN_DIR.match(os.path.basename(run_dir))
             if match is None or (algos and algo not in algos) or (envs and match["env"] not in envs):
                 continue
-            run = run_from_npz(file, algo, match["env"])
+            try:
+                run = run_from_npz(file, algo, match["env"])
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+                # One damaged file (a run killed mid-write by an earlier version, a copy cut short) must not
+                # cost the figures of every other run.
+                warnings.warn(f"Skipping {file}: cannot read it ({type(error).__name__}: {error}).", stacklevel=2)
+                continue
             if run is not None:
                 runs.append(run)
     return runs

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import io
+import json
 import pathlib
 import warnings
+import zipfile
 from collections import deque
+from collections.abc import Iterable
 from typing import Any, ClassVar, TypeVar
 
 import gymnasium as gym
@@ -42,6 +45,7 @@ from sb3_qmp.mtsac.policies import MlpPolicy, MultiTaskActor, MultiTaskCritic, M
 SelfMultiTaskSAC = TypeVar("SelfMultiTaskSAC", bound="MultiTaskSAC")
 
 
+SELECTION_ENTRY = "selection_counts.json"  # plain-JSON copy of the selection counts inside a saved model zip
 # Files saved before ``algorithm_class`` was stored: the classes that can have written them, from what they hold.
 _POLICY_SAVERS = {"SharedSACPolicy": {"SharedSAC"}}
 _COLLECTOR_SAVERS = {"own": "Separated", "qswitch": "QMP", "uniform": "QMPUniform", "fixed": "QMPDomain"}
@@ -704,6 +708,21 @@ class MultiTaskSAC(OffPolicyAlgorithm):
         # per-task episode statistics are saved, so that `learn(reset_num_timesteps=False)` after `load`
         # continues them; the collector's settings are rebuilt from `collector_kwargs` (which `load` can override).
         return [*super()._excluded_save_params(), "actor", "critic", "critic_target", "_mixture_view"]
+
+    def save(
+        self,
+        path: str | pathlib.Path | io.BufferedIOBase,
+        exclude: Iterable[str] | None = None,
+        include: Iterable[str] | None = None,
+    ) -> None:
+        """SB3's ``save``, plus the selection counts as plain JSON (``selection_counts.json`` in the zip), which
+        ``python -m sb3_qmp.plot --heatmap`` reads without unpickling anything."""
+        super().save(path, exclude, include)
+        if isinstance(path, (str, pathlib.Path)) and self.selection_counts is not None:
+            file = pathlib.Path(path)
+            file = file if file.suffix else pathlib.Path(f"{file}.zip")  # where SB3 wrote it
+            with zipfile.ZipFile(file, "a") as archive:
+                archive.writestr(SELECTION_ENTRY, json.dumps(self.selection_counts.tolist()))
 
     def load_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase, truncate_last_traj: bool = True) -> None:
         """Load a replay buffer saved by :meth:`save_replay_buffer`, checked against this model at once.
