@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
@@ -115,3 +116,35 @@ def test_non_finite_critic_score_never_wins() -> None:
         _, chosen = collector.select(policy, features, tasks, deterministic=True)
         assert chosen[1] == 1  # its own policy, not whichever nan "wins" an argmax
         assert chosen[0] == 2  # the other tasks are unaffected
+
+
+class RaisesInStep(gym.Wrapper):
+    def step(self, action: Any) -> Any:
+        raise RuntimeError("boom in step")
+
+
+def healthy() -> gym.Env:
+    return gym.make("Pendulum-v1")
+
+
+def broken() -> gym.Env:
+    return RaisesInStep(gym.make("Pendulum-v1"))
+
+
+def test_subproc_worker_error_names_the_env_and_the_exception() -> None:
+    """A raising sub-env that is not the first one hung SB3's SubprocVecEnv under fork; here it is reported."""
+    import sys
+
+    import cloudpickle
+    from stable_baselines3.common.vec_env import SubprocVecEnv
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the worker cannot import this test module
+    try:
+        env = make_multitask_vec_env([healthy, broken], vec_env_cls=SubprocVecEnv)
+        assert env.start_method == "forkserver"
+        env.reset()
+        with pytest.raises(RuntimeError, match=r"(?s)worker died.*task 1.*raised in step: RuntimeError: boom in step"):
+            env.step(np.zeros((2, 1)))
+        env.close()
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])

@@ -225,7 +225,9 @@ def make_multitask_vec_env(
         factories, sub-env ``e`` seeds task ``t``'s env with
         :func:`~sb3_qmp.common.multitask_env.task_env_seed` ``(seed + e, t)``: every (sub-env, task)
         pair has a stream of its own.
-    :param vec_env_cls: ``DummyVecEnv`` (default) or ``SubprocVecEnv``.
+    :param vec_env_cls: ``DummyVecEnv`` (default) or ``SubprocVecEnv`` (built as
+        :class:`~sb3_qmp.common.subproc.MultiTaskSubprocVecEnv`: the ``forkserver`` start method by default, and a
+        sub-env's exception is raised naming the env and the exception).
     :param env_kwargs: keyword arguments for ``gym.make`` (env ids only).
     :param monitor_dir: where SB3's ``Monitor`` writes its csv files (optional).
     :param wrapper_class: extra gymnasium wrapper applied to every sub-env (inside ``Monitor``).
@@ -253,13 +255,19 @@ def make_multitask_vec_env(
     num_tasks = get_num_tasks(probe)
     probe.close()
 
+    if vec_env_cls is SubprocVecEnv:
+        # The same class, but a worker's exception is raised by name (SB3's hangs with fork, says EOFError otherwise).
+        from sb3_qmp.common.subproc import MultiTaskSubprocVecEnv
+
+        vec_env_cls = MultiTaskSubprocVecEnv
+        vec_env_kwargs = {"label": env if isinstance(env, str) else "multi-task env", **(vec_env_kwargs or {})}
     venv = make_vec_env(
         env_factory,
         n_envs=n_envs_per_task * num_tasks,
         seed=seed,
         monitor_dir=monitor_dir,
         wrapper_class=wrapper_class,
-        vec_env_cls=vec_env_cls,
+        vec_env_cls=vec_env_cls,  # type: ignore[arg-type]
         vec_env_kwargs=vec_env_kwargs,
     )
     assign_tasks(venv, num_tasks)
