@@ -182,3 +182,45 @@ def test_progress_is_none_without_a_file(tmp_path: Path) -> None:
     (tmp_path / "progress.json").write_text(json.dumps({"num_timesteps": 3}))
     assert read_progress(tmp_path) == {"num_timesteps": 3}
     assert os.path.exists(tmp_path / "progress.json")
+
+
+KILL_DURING = textwrap.dedent(
+    """
+    import os, signal, sys
+    from sb3_qmp import QMP, make_multitask_vec_env
+    from sb3_qmp.common.checkpoints import write_checkpoint
+
+    folder, what = sys.argv[1], sys.argv[2]
+    model = QMP(make_multitask_vec_env("MultiGoalPoint-v0", seed=0), learning_starts=20, batch_size=8, seed=0,
+                policy_kwargs=dict(net_arch=[8]))
+    model.learn(64)
+    model.save(os.path.join(folder, "model.zip"))
+    model.save_replay_buffer(os.path.join(folder, "buffer.pkl"))
+    write_checkpoint(model, folder)
+    model.learn(64, reset_num_timesteps=False)
+    import pickle
+    dump = pickle.dump
+    def dying_dump(obj, f, *args, **kwargs):  # the process is killed after writing part of the file
+        f.write(b"partial")
+        f.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+    pickle.dump = dying_dump
+    import stable_baselines3.common.save_util as save_util
+    save_util.pickle.dump = dying_dump
+    if what == "buffer":
+        model.save_replay_buffer(os.path.join(folder, "buffer.pkl"))
+    else:
+        write_checkpoint(model, folder)
+    """
+)
+
+
+@pytest.mark.parametrize("what", ["buffer", "checkpoint"])
+def test_sigkill_while_saving_leaves_the_previous_files_usable(tmp_path: Path, what: str) -> None:
+    process = subprocess.run([sys.executable, "-c", KILL_DURING, str(tmp_path), what], check=False, capture_output=True)
+    assert process.returncode == -signal.SIGKILL, process.stderr.decode()[-2000:]
+    model = QMP.load(tmp_path / "model.zip")
+    model.load_replay_buffer(tmp_path / "buffer.pkl")  # the complete earlier buffer, not a truncated one
+    assert model.replay_buffer.size() == 64
+    checkpoint = latest_checkpoint(tmp_path)  # no warning: the interrupted checkpoint never appeared
+    assert checkpoint is not None and checkpoint.num_timesteps == 64

@@ -198,6 +198,13 @@ class VecNormalizePerTask(VecNormalize):
             )
         super().set_venv(venv)
 
+    def save(self, save_path: str) -> None:
+        """Pickle the statistics (as ``VecNormalize.save``), atomically: a killed run keeps the previous file."""
+        from sb3_qmp.common.files import atomic_path
+
+        with atomic_path(save_path) as tmp:
+            super().save(str(tmp))
+
     @staticmethod
     def load(load_path: str, venv: VecEnv) -> VecNormalizePerTask:
         """Load statistics saved with :meth:`save` and wrap ``venv`` with them."""

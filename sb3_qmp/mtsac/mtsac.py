@@ -30,6 +30,7 @@ from sb3_qmp.common.buffers import MultiTaskReplayBuffer
 from sb3_qmp.common.checks import check_sac_hyperparameters
 from sb3_qmp.common.collectors import Collector, make_collector
 from sb3_qmp.common.denormal import flushing_denormals
+from sb3_qmp.common.files import atomic_path
 from sb3_qmp.common.finite import check_finite_update
 from sb3_qmp.common.normalize import VecNormalizePerTask
 from sb3_qmp.common.vec_env import (
@@ -715,14 +716,29 @@ class MultiTaskSAC(OffPolicyAlgorithm):
         exclude: Iterable[str] | None = None,
         include: Iterable[str] | None = None,
     ) -> None:
-        """SB3's ``save``, plus the selection counts as plain JSON (``selection_counts.json`` in the zip), which
-        ``python -m sb3_qmp.plot --heatmap`` reads without unpickling anything."""
-        super().save(path, exclude, include)
-        if isinstance(path, (str, pathlib.Path)) and self.selection_counts is not None:
-            file = pathlib.Path(path)
-            file = file if file.suffix else pathlib.Path(f"{file}.zip")  # where SB3 wrote it
-            with zipfile.ZipFile(file, "a") as archive:
-                archive.writestr(SELECTION_ENTRY, json.dumps(self.selection_counts.tolist()))
+        """SB3's ``save``, written atomically (a temporary file renamed into place: a run killed while saving
+        keeps the previous complete file), plus the selection counts as plain JSON (``selection_counts.json``
+        in the zip), which ``python -m sb3_qmp.plot --heatmap`` reads without unpickling anything."""
+        if not isinstance(path, (str, pathlib.Path)):
+            super().save(path, exclude, include)
+            return
+        file = pathlib.Path(path)
+        file = file if file.suffix else pathlib.Path(f"{file}.zip")  # where SB3 would write it
+        with atomic_path(file) as tmp:
+            super().save(tmp, exclude, include)
+            if self.selection_counts is not None:
+                with zipfile.ZipFile(tmp, "a") as archive:
+                    archive.writestr(SELECTION_ENTRY, json.dumps(self.selection_counts.tolist()))
+
+    def save_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase) -> None:
+        """SB3's ``save_replay_buffer``, written atomically (a killed run never leaves a truncated buffer file)."""
+        if not isinstance(path, (str, pathlib.Path)):
+            super().save_replay_buffer(path)
+            return
+        file = pathlib.Path(path)
+        file = file if file.suffix else pathlib.Path(f"{file}.pkl")
+        with atomic_path(file) as tmp:
+            super().save_replay_buffer(tmp)
 
     def load_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase, truncate_last_traj: bool = True) -> None:
         """Load a replay buffer saved by :meth:`save_replay_buffer`, checked against this model at once.
