@@ -95,6 +95,10 @@ class MultiTaskWrapper(gym.Env):
         env is built at once for the spaces; the others are checked against it when built). A
         vectorized env whose sub-envs are fixed to one task each then holds about one env per
         sub-env instead of T. The default builds and checks every task's env at once.
+
+    Attributes it does not have itself are looked up on the active task's env (:attr:`env`), as a
+    ``gymnasium.Wrapper`` does; ``unwrapped`` stays this env (it is what ``gym.make`` registers for the
+    package's ids), ``env.unwrapped`` is the active task's base env.
     """
 
     metadata: dict[str, Any] = {"render_modes": []}
@@ -162,6 +166,13 @@ class MultiTaskWrapper(gym.Env):
                 task_env.reset(seed=task_env_seed(self._task_seed, self.task_id))
             self._task_envs[self.task_id] = task_env
         return task_env
+
+    def __getattr__(self, name: str) -> Any:
+        # As gymnasium.Wrapper does: what this env lacks is the active task's env's (so VecEnv get_attr,
+        # has_attr and env_method reach e.g. the point env's step_size). Private names are never forwarded.
+        if name.startswith("_"):
+            raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+        return getattr(self.env, name)
 
     @property
     def fixed_task(self) -> int | None:

@@ -215,6 +215,8 @@ def make_multitask_vec_env(
     monitor_dir: str | None = None,
     wrapper_class: Callable[[gym.Env], gym.Env] | None = None,
     vec_env_kwargs: dict[str, Any] | None = None,
+    wrapper_kwargs: dict[str, Any] | None = None,
+    monitor_kwargs: dict[str, Any] | None = None,
 ) -> VecEnv:
     """Build an SB3 VecEnv with ``n_envs_per_task`` sub-envs per task, sub-env ``e`` on task ``e % T``.
 
@@ -232,6 +234,8 @@ def make_multitask_vec_env(
     :param monitor_dir: where SB3's ``Monitor`` writes its csv files (optional).
     :param wrapper_class: extra gymnasium wrapper applied to every sub-env (inside ``Monitor``).
     :param vec_env_kwargs: keyword arguments for the VecEnv class.
+    :param wrapper_kwargs: keyword arguments for ``wrapper_class`` (as in SB3's ``make_vec_env``).
+    :param monitor_kwargs: keyword arguments for SB3's ``Monitor`` (as in ``make_vec_env``).
     :return: the vectorized env.
     """
     if n_envs_per_task < 1:
@@ -269,6 +273,8 @@ def make_multitask_vec_env(
         wrapper_class=wrapper_class,
         vec_env_cls=vec_env_cls,  # type: ignore[arg-type]
         vec_env_kwargs=vec_env_kwargs,
+        wrapper_kwargs=wrapper_kwargs,
+        monitor_kwargs=monitor_kwargs,
     )
     assign_tasks(venv, num_tasks)
     return venv

@@ -144,7 +144,8 @@ class MultiTaskSAC(OffPolicyAlgorithm):
     :param batch_size: minibatch size **per task** for every gradient step.
     :param tau: soft update coefficient of the target critics.
     :param gamma: discount factor.
-    :param train_freq: update every ``train_freq`` vec-env steps (or ``(n, "episode")``).
+    :param train_freq: update every ``train_freq`` vec-env steps, or ``(n, "episode")`` with a single-env VecEnv
+        only (SB3's rule; a VecEnv of several sub-envs is refused at construction).
     :param gradient_steps: gradient steps after each rollout; every gradient step updates every task.
         ``-1``: one gradient step per env step *of each task*, what T separate SAC runs with
         ``gradient_steps=-1`` would take: the rollout's env steps (all sub-envs) divided by T, the
@@ -248,6 +249,14 @@ class MultiTaskSAC(OffPolicyAlgorithm):
         if isinstance(env, str):
             # An env id: one sub-env per task, each fixed to its task (SB3 would make a single env).
             env = make_multitask_vec_env(env, seed=seed)
+        episodic = isinstance(train_freq, tuple) and len(train_freq) == 2 and str(train_freq[1]).startswith("episode")
+        if episodic and isinstance(env, VecEnv) and env.num_envs > 1:
+            raise ValueError(
+                f"train_freq={train_freq!r} (episodes) needs a single env in SB3, but this VecEnv has {env.num_envs} "
+                "sub-envs (an env id gives one per task). Count the update period in vec-env steps instead "
+                "(train_freq=n), or use one sub-env that draws its task per episode: "
+                "DummyVecEnv([lambda: sb3_qmp.MultiTaskWrapper(...)])."
+            )
         action_space = getattr(env, "action_space", None)
         if action_space is not None and not isinstance(action_space, spaces.Box):
             raise ValueError(
@@ -356,6 +365,7 @@ class MultiTaskSAC(OffPolicyAlgorithm):
             self.log_ent_coef.requires_grad_(True)
             self.ent_coef_optimizer = th.optim.Adam([self.log_ent_coef], lr=self.lr_schedule(1))
         else:
+            self.log_ent_coef = None  # type: ignore[assignment]  # as SB3's SAC: only a learnt coefficient has one
             self.ent_coef_tensor = th.full((self.num_tasks,), float(self.ent_coef), device=self.device)
 
         # `load` restores the saved attributes before calling this: statistics found here carry over.

@@ -194,6 +194,7 @@ class MultiTaskSACPolicy(BasePolicy):
     :param task_id_input: feed the one-hot task suffix to the networks too.
     :param optimizer_class: optimizer class.
     :param optimizer_kwargs: extra optimizer keyword arguments.
+    :param normalize_images: SB3's image scaling (observations here are flat vectors: it has no effect).
     """
 
     actor: MultiTaskActor
@@ -212,6 +213,7 @@ class MultiTaskSACPolicy(BasePolicy):
         task_id_input: bool = False,
         optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
+        normalize_images: bool = False,
     ) -> None:
         super().__init__(
             observation_space,
@@ -219,7 +221,7 @@ class MultiTaskSACPolicy(BasePolicy):
             optimizer_class=optimizer_class,
             optimizer_kwargs=optimizer_kwargs,
             squash_output=True,
-            normalize_images=False,
+            normalize_images=normalize_images,
         )
         if not isinstance(observation_space, spaces.Box) or len(observation_space.shape) != 1:
             raise ValueError(f"MultiTaskSACPolicy needs a flat Box observation space, got {observation_space}.")
