@@ -90,3 +90,34 @@ def test_sample_mixed_draws_over_all_stored_transitions():
     assert buffer.sample_mixed(7).tasks.shape == (7,)
     with pytest.raises(RuntimeError, match="empty"):
         MultiTaskReplayBuffer(10, OBS_SPACE, ACT_SPACE, n_envs=1, num_tasks=T).sample_mixed(4)
+
+
+def test_observations_are_stored_without_their_one_hot_suffix() -> None:
+    """Memory per task does not grow with the number of tasks; samples carry the suffix as before."""
+    from gymnasium import spaces
+
+    from sb3_qmp.common.buffers import MultiTaskReplayBuffer
+
+    def nbytes(num_tasks: int) -> int:
+        space = spaces.Box(-1, 1, shape=(10 + num_tasks,))
+        buffer = MultiTaskReplayBuffer(100, space, spaces.Box(-1, 1, shape=(2,)), "cpu", num_tasks=num_tasks)
+        return buffer.observations.nbytes + buffer.next_observations.nbytes
+
+    assert nbytes(50) / 50 == nbytes(4) / 4
+
+
+def test_buffer_of_an_earlier_version_loads(tmp_path) -> None:
+    """A buffer pickled by commit 7727bb6 (observations stored with the suffix) is converted when loaded."""
+    from pathlib import Path
+
+    from sb3_qmp import QMP, make_multitask_vec_env
+
+    data = Path(__file__).parent / "data"
+    model = QMP.load(data / "model_7727bb6_qmp.zip", env=make_multitask_vec_env("MultiGoalPoint-v0", seed=0))
+    model.load_replay_buffer(data / "buffer_7727bb6_qmp.pkl")
+    buffer = model.replay_buffer
+    assert buffer.observations.shape == (4, 64, 2) and buffer.task_sizes().tolist() == [16] * 4
+    batch = buffer._get_samples_2d(np.arange(4)[:, None], np.tile(np.arange(16), (4, 1)))
+    assert batch.observations.shape == (4, 16, 6)
+    np.testing.assert_array_equal(batch.observations[:, :, 2:].argmax(-1).numpy(), np.repeat(np.arange(4)[:, None], 16, 1))
+    model.learn(32, reset_num_timesteps=False)  # trains on it

@@ -108,7 +108,8 @@ def test_model_stores_raw_rewards_and_samples_them_per_task() -> None:
     last = venv.get_original_obs()  # raw observations are stored too (10 vec steps: no episode has ended)
     for row in range(venv.num_envs):  # rows of one task are stored consecutively, in sub-env order
         task, rank = row % NUM_TASKS, row // NUM_TASKS
-        np.testing.assert_array_equal(buffer.next_observations[task, buffer.task_pos[task] - 2 + rank], last[row])
+        stored = buffer.next_observations[task, buffer.task_pos[task] - 2 + rank]  # base features (no suffix)
+        np.testing.assert_array_equal(stored, last[row][: buffer.feature_dim])
     rows, idx = np.arange(NUM_TASKS)[:, None], np.tile(np.arange(size), (NUM_TASKS, 1))
     sampled = buffer._get_samples_2d(rows, idx, venv).rewards.numpy()
     expected = np.clip(raw / np.sqrt(venv.ret_rms.var[:, None] + venv.epsilon), -10, 10)

@@ -28,7 +28,8 @@ def test_transitions_land_in_their_own_tasks_buffer_with_its_reward(point_env):
     np.testing.assert_array_equal(buffer.task_sizes(), 100)
     for task in range(4):
         size = buffer.task_sizes()[task]
-        obs, next_obs = buffer.observations[task, :size], buffer.next_observations[task, :size]
+        stored = buffer._get_samples_2d(np.array([[task]]), np.arange(size)[None])  # as a gradient step sees them
+        obs, next_obs = stored.observations[0].numpy(), stored.next_observations[0].numpy()
         # ... yet each transition is stored for the task of its env row, with that task's reward.
         np.testing.assert_array_equal(obs[:, 2:].argmax(axis=1), task)
         np.testing.assert_array_equal(next_obs[:, 2:].argmax(axis=1), task)

@@ -19,7 +19,7 @@ class MultiTaskReplayBufferSamples(NamedTuple):
 
     observations: th.Tensor  # (T, B, obs_dim)
     actions: th.Tensor  # (T, B, action_dim)
-    next_observations: th.Tensor  # (T, B, obs_dim)
+    next_observations: th.Tensor  # (T, B, obs_dim), one-hot suffix included
     dones: th.Tensor  # (T, B)
     rewards: th.Tensor  # (T, B)
 
@@ -73,9 +73,18 @@ class MultiTaskReplayBuffer(ReplayBuffer):
         self.optimize_memory_usage = False
         self.handle_timeout_termination = handle_timeout_termination
         obs_dtype = np.float32 if observation_space.dtype == np.float64 else observation_space.dtype
+        if len(self.obs_shape) != 1 or self.obs_shape[0] <= num_tasks:
+            raise ValueError(
+                f"MultiTaskReplayBuffer needs flat observations of base features + a one-hot suffix of {num_tasks} "
+                f"tasks, got shape {self.obs_shape}."
+            )
         shape = (num_tasks, buffer_size)
-        self.observations = np.zeros((*shape, *self.obs_shape), dtype=obs_dtype)
-        self.next_observations = np.zeros((*shape, *self.obs_shape), dtype=obs_dtype)
+        # Each task's ring stores the base features only: the one-hot suffix is the ring's own task, rebuilt
+        # when sampling (storing it would make memory grow as T^2).
+        self.feature_dim = self.obs_shape[0] - num_tasks
+        self.observations = np.zeros((*shape, self.feature_dim), dtype=obs_dtype)
+        self.next_observations = np.zeros((*shape, self.feature_dim), dtype=obs_dtype)
+        self._one_hot = np.eye(num_tasks, dtype=obs_dtype)
         self.actions = np.zeros((*shape, self.action_dim), dtype=np.float32)
         self.rewards = np.zeros(shape, dtype=np.float32)
         self.dones = np.zeros(shape, dtype=np.float32)
@@ -99,6 +108,11 @@ class MultiTaskReplayBuffer(ReplayBuffer):
     def __setstate__(self, state: dict[str, Any]) -> None:
         used = state.pop("_pickled_slots", None)
         self.__dict__.update(state)
+        if "feature_dim" not in state:  # saved by an earlier version: observations stored with their one-hot suffix
+            self.feature_dim = self.obs_shape[0] - self.num_tasks
+            self.observations = np.ascontiguousarray(self.observations[..., : self.feature_dim])
+            self.next_observations = np.ascontiguousarray(self.next_observations[..., : self.feature_dim])
+            self._one_hot = np.eye(self.num_tasks, dtype=self.observations.dtype)
         if used is not None:  # re-allocate the full capacity (files of earlier versions hold it all)
             for name in self._STORAGE:
                 stored = getattr(self, name)
@@ -140,8 +154,8 @@ class MultiTaskReplayBuffer(ReplayBuffer):
         rank[order] = np.arange(self.n_envs) - (np.cumsum(counts) - counts)[tasks[order]]
         idx = (self.task_pos[tasks] + rank) % self.buffer_size
 
-        self.observations[tasks, idx] = obs
-        self.next_observations[tasks, idx] = next_obs.reshape((self.n_envs, *self.obs_shape))
+        self.observations[tasks, idx] = obs[:, : self.feature_dim]
+        self.next_observations[tasks, idx] = next_obs.reshape((self.n_envs, *self.obs_shape))[:, : self.feature_dim]
         self.actions[tasks, idx] = action.reshape((self.n_envs, self.action_dim))
         self.rewards[tasks, idx] = reward
         self.dones[tasks, idx] = done
@@ -201,10 +215,11 @@ class MultiTaskReplayBuffer(ReplayBuffer):
             rewards = env.normalize_reward(rewards, tasks=np.broadcast_to(rows, idx.shape))
         else:
             rewards = self._normalize_reward(rewards, env)
+        suffix = self._one_hot[np.broadcast_to(rows, idx.shape)]  # each ring's own task
         data = (
-            self._normalize_obs(self.observations[rows, idx], env),
+            self._normalize_obs(np.concatenate([self.observations[rows, idx], suffix], axis=-1), env),
             self.actions[rows, idx],
-            self._normalize_obs(self.next_observations[rows, idx], env),
+            self._normalize_obs(np.concatenate([self.next_observations[rows, idx], suffix], axis=-1), env),
             dones,
             rewards,
         )
