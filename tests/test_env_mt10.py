@@ -136,18 +136,18 @@ def test_success_any_step_outlives_a_lost_success() -> None:
 def test_eval_variation_set_is_benchmark_seed_plus_100(monkeypatch: pytest.MonkeyPatch) -> None:
     """variation_set="eval" builds metaworld.MT10(seed=benchmark_seed + 100) (recorded, not built: slow)."""
     asked: list[int | None] = []
-    real_benchmark, real_bounds = mt10.mt10_benchmark, mt10._observation_bounds
+    real_benchmark, real_bounds = mt10.metaworld_benchmark, mt10._observation_bounds
 
-    def benchmark(seed: int | None = 0) -> object:
+    def benchmark(name: str = "MT10", seed: int | None = 0) -> object:
         asked.append(seed)
-        return real_benchmark(0)
+        return real_benchmark(name, 0)
 
-    monkeypatch.setattr(mt10, "mt10_benchmark", benchmark)
-    monkeypatch.setattr(mt10, "_observation_bounds", lambda seed: real_bounds(0))
+    monkeypatch.setattr(mt10, "metaworld_benchmark", benchmark)
+    monkeypatch.setattr(mt10, "_observation_bounds", lambda name, seed: real_bounds(name, 0))
     assert MetaWorldMT10Env(benchmark_seed=5).variation_list_seed == 5
     assert MetaWorldMT10Env(benchmark_seed=5, variation_set="eval").variation_list_seed == 105
     env = gym.make("MetaWorldMT10-v0", benchmark_seed=5, variation_set="eval")
-    assert asked == [5, 105, 105]
+    assert [seed for seed in asked if seed != 0] == [5, 105, 105]  # (0: the real bounds, computed once)
     assert env.spec is not None and env.spec.kwargs["variation_set"] == "eval"
     env.close()
     with pytest.raises(ValueError, match="variation_set must be one of"):
@@ -201,4 +201,19 @@ def test_random_task_per_episode_and_render() -> None:
     assert len(seen) >= 7
     img = env.render()
     assert img.shape == (64, 64, 3) and img.dtype == np.uint8 and img.std() > 0
+    env.close()
+
+
+def test_mt50_is_registered_with_mt10s_conventions() -> None:
+    """MetaWorldMT50-v0: 50 tasks, one-hot suffix of 50, the same observation, action and success keys."""
+    from sb3_qmp.envs.mt10 import MT50_TASK_NAMES, TASK_NAMES
+
+    assert len(MT50_TASK_NAMES) == len(set(MT50_TASK_NAMES)) == 50 and set(TASK_NAMES) <= set(MT50_TASK_NAMES)
+    env = gym.make("MetaWorldMT50-v0", task_id=MT50_TASK_NAMES.index("door-open-v3"))
+    assert env.spec.max_episode_steps == 500
+    obs, info = env.reset(seed=0)
+    assert obs.shape == (39 + 50,) and obs[39 + MT50_TASK_NAMES.index("door-open-v3")] == 1.0
+    assert env.unwrapped.task_names == MT50_TASK_NAMES and info["task_name"] == "door-open-v3"
+    obs, _, _, _, info = env.step(env.action_space.sample())
+    assert env.observation_space.contains(obs) and {"is_success", "success_any_step"} <= set(info)
     env.close()

@@ -117,6 +117,18 @@ class MemberLayout:
         self.slot = th.empty_like(members)
         self.slot[order] = th.arange(n, device=members.device) - starts[members[order]]
         self.member = members
+        # Packing pads every member to the largest one: worth it while that at most doubles the rows.
+        self.balanced = bool((counts > 0).all()) and num_members * self.slots <= 2 * max(n, 1)
+        self._groups: list[tuple[int, th.Tensor]] | None = None
+        self._order, self._counts = order, counts
+
+    def groups(self) -> list[tuple[int, th.Tensor]]:
+        """``(member, row indices)`` of every member that has rows."""
+        if self._groups is None:
+            bounds = th.cumsum(self._counts, 0).tolist()
+            starts = [0, *bounds[:-1]]
+            self._groups = [(m, self._order[start:end]) for m, (start, end) in enumerate(zip(starts, bounds)) if end > start]
+        return self._groups
 
     def pack(self, x: th.Tensor) -> th.Tensor:
         """``(N, ...)`` -> ``(num_members, slots, ...)`` (zero rows where a member has fewer rows)."""
@@ -131,6 +143,30 @@ class MemberLayout:
         if self.in_order:
             return y.reshape(-1, *y.shape[2:])
         return y[self.member, self.slot]
+
+
+def run_rows(net: BatchedMLP, x: th.Tensor, layout: MemberLayout, copies: int = 1) -> th.Tensor:
+    """Row ``n`` of ``x`` ``(N, ..., in)`` through member ``c * M + layout.member[n]`` of ``net`` for each ``c <
+    copies`` (e.g. the twin critics of a task): ``(copies, N, ..., out)``, at a cost linear in the rows.
+
+    Balanced layouts (every member has rows, in about equal numbers: a VecEnv's collection rows) run all members
+    in one packed pass; any other layout (e.g. N rows of one task) runs each member that has rows on its rows
+    only, instead of padding every member to the largest one.
+    """
+    m = layout.num_members
+    if layout.balanced:
+        packed = layout.pack(x)  # (M, slots, ..., in)
+        flat = packed.reshape(m, -1, x.shape[-1])
+        if copies > 1:
+            flat = flat.repeat(copies, 1, 1)
+        y = net(flat, slice(0, copies * m)).view(copies, m, layout.slots, *x.shape[1:-1], -1)
+        return th.stack([layout.unpack(y[c]) for c in range(copies)])
+    out = x.new_empty(copies, *x.shape[:-1], net.out_features)
+    for member, rows in layout.groups():
+        part = x[rows].reshape(1, -1, x.shape[-1]).expand(copies, -1, -1)
+        index = th.arange(copies, device=x.device) * m + member
+        out[:, rows] = net(part, index).view(copies, len(rows), *x.shape[1:-1], -1)
+    return out
 
 
 def member_layout(members: th.Tensor, num_members: int) -> MemberLayout:

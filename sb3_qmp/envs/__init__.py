@@ -64,6 +64,7 @@ def register_envs() -> None:
             "max_episode_steps": 500,
         },
         "MetaWorldMT10-v0": {"entry_point": "sb3_qmp.envs.mt10:make_env", "max_episode_steps": 500},
+        "MetaWorldMT50-v0": {"entry_point": "sb3_qmp.envs.mt10:make_mt50_env", "max_episode_steps": 500},
     }
     for env_id, kwargs in specs.items():
         if env_id not in gym.registry:

@@ -1,4 +1,6 @@
-"""Meta-World MT10: the standard 10-task manipulation benchmark (``metaworld.MT10``, v3 envs).
+"""Meta-World MT10 and MT50: the standard 10- and 50-task manipulation benchmarks (``metaworld.MT10`` /
+``metaworld.MT50``, v3 envs; ``MetaWorldMT10-v0`` / ``MetaWorldMT50-v0``). MT10 is described here; MT50 has
+the same conventions over its 50 tasks (:class:`MetaWorldMT50Env`).
 
 Tasks, in this fixed order (``task_names``): reach, push, pick-place, door-open, drawer-open,
 drawer-close, button-press-topdown, peg-insert-side, window-open, window-close (all ``-v3``).
@@ -52,23 +54,82 @@ TASK_NAMES = [
     "window-open-v3",
     "window-close-v3",
 ]
+# MT50: metaworld's 50 tasks in the benchmark's own order (metaworld 3.1.1).
+MT50_TASK_NAMES = [
+    "assembly-v3",
+    "basketball-v3",
+    "bin-picking-v3",
+    "box-close-v3",
+    "button-press-topdown-v3",
+    "button-press-topdown-wall-v3",
+    "button-press-v3",
+    "button-press-wall-v3",
+    "coffee-button-v3",
+    "coffee-pull-v3",
+    "coffee-push-v3",
+    "dial-turn-v3",
+    "disassemble-v3",
+    "door-close-v3",
+    "door-lock-v3",
+    "door-open-v3",
+    "door-unlock-v3",
+    "hand-insert-v3",
+    "drawer-close-v3",
+    "drawer-open-v3",
+    "faucet-open-v3",
+    "faucet-close-v3",
+    "hammer-v3",
+    "handle-press-side-v3",
+    "handle-press-v3",
+    "handle-pull-side-v3",
+    "handle-pull-v3",
+    "lever-pull-v3",
+    "pick-place-wall-v3",
+    "pick-out-of-hole-v3",
+    "pick-place-v3",
+    "plate-slide-v3",
+    "plate-slide-side-v3",
+    "plate-slide-back-v3",
+    "plate-slide-back-side-v3",
+    "peg-insert-side-v3",
+    "peg-unplug-side-v3",
+    "soccer-v3",
+    "stick-push-v3",
+    "stick-pull-v3",
+    "push-v3",
+    "push-wall-v3",
+    "push-back-v3",
+    "reach-v3",
+    "reach-wall-v3",
+    "shelf-place-v3",
+    "sweep-into-v3",
+    "sweep-v3",
+    "window-open-v3",
+    "window-close-v3",
+]
+TASK_SETS = {"MT10": TASK_NAMES, "MT50": MT50_TASK_NAMES}
 NUM_VARIATIONS = 50
 
 
 @functools.lru_cache(maxsize=4)
-def mt10_benchmark(seed: int | None = 0) -> Any:
-    """``metaworld.MT10(seed=seed)``, built once per process (it resets every env 50 times)."""
+def metaworld_benchmark(name: str = "MT10", seed: int | None = 0) -> Any:
+    """``metaworld.MT10(seed=seed)`` or ``metaworld.MT50(seed=seed)``, built once per process (it resets every
+    task's env 50 times: a few seconds for MT10, ~25 s for MT50)."""
     import metaworld
 
-    benchmark = metaworld.MT10(seed=seed)
+    benchmark = getattr(metaworld, name)(seed=seed)
     names = list(benchmark.train_classes)
-    if sorted(names) != sorted(TASK_NAMES):
-        raise RuntimeError(f"Unexpected MT10 task set in this metaworld version: {names}")
+    if sorted(names) != sorted(TASK_SETS[name]):
+        raise RuntimeError(f"Unexpected {name} task set in this metaworld version: {names}")
     return benchmark
 
 
-def _make_task_env(benchmark: Any, task_id: int, kwargs: dict[str, Any]) -> Any:
-    name = TASK_NAMES[task_id]
+def mt10_benchmark(seed: int | None = 0) -> Any:
+    """``metaworld.MT10(seed=seed)`` (see :func:`metaworld_benchmark`)."""
+    return metaworld_benchmark("MT10", seed)
+
+
+def _make_task_env(benchmark: Any, name: str, kwargs: dict[str, Any]) -> Any:
     env = benchmark.train_classes[name](**kwargs)
     env.set_task(next(t for t in benchmark.train_tasks if t.env_name == name))  # goal becomes observable
     # The registered TimeLimit truncates; metaworld's own 500-step cap would raise past it.
@@ -77,12 +138,12 @@ def _make_task_env(benchmark: Any, task_id: int, kwargs: dict[str, Any]) -> Any:
 
 
 @functools.lru_cache(maxsize=4)
-def _observation_bounds(seed: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """Union over the 10 tasks of the spaces metaworld clips observations to (float64)."""
-    benchmark = mt10_benchmark(seed)
+def _observation_bounds(name: str, seed: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Union over the benchmark's tasks of the spaces metaworld clips observations to (float64)."""
+    benchmark = metaworld_benchmark(name, seed)
     lows, highs = [], []
-    for task_id in range(len(TASK_NAMES)):
-        env = _make_task_env(benchmark, task_id, {})
+    for task_name in TASK_SETS[name]:
+        env = _make_task_env(benchmark, task_name, {})
         # `env.observation_space` is not updated by set_task; metaworld clips to this one.
         space = env.sawyer_observation_space
         lows.append(space.low)
@@ -111,6 +172,7 @@ class MetaWorldMT10Env(gym.Env):
     """
 
     metadata: dict[str, Any] = {"render_modes": ["rgb_array"], "render_fps": 80}
+    benchmark_name = "MT10"
     num_tasks = len(TASK_NAMES)
     task_names = TASK_NAMES
 
@@ -141,17 +203,17 @@ class MetaWorldMT10Env(gym.Env):
         #: The seed of ``metaworld.MT10`` this env's variations come from.
         self.variation_list_seed = None if benchmark_seed is None else variation_set_seed(benchmark_seed, variation_set)
 
-        self._benchmark = mt10_benchmark(self.variation_list_seed)
+        self._benchmark = metaworld_benchmark(self.benchmark_name, self.variation_list_seed)
         self.variations: list[list[Any]] = [
-            [task for task in self._benchmark.train_tasks if task.env_name == name] for name in TASK_NAMES
+            [task for task in self._benchmark.train_tasks if task.env_name == name] for name in self.task_names
         ]
-        for name, tasks in zip(TASK_NAMES, self.variations, strict=True):
+        for name, tasks in zip(self.task_names, self.variations, strict=True):
             if len(tasks) != NUM_VARIATIONS:
                 raise RuntimeError(f"{name}: expected {NUM_VARIATIONS} variations, got {len(tasks)}")
         self._env_kwargs = {"render_mode": render_mode, "camera_name": camera_name, "width": width, "height": height}
         # One metaworld env per task, built at its first use (an env fixed to one task builds one).
         self.envs: list[Any | None] = [None] * self.num_tasks
-        low, high = _observation_bounds(self.variation_list_seed)
+        low, high = _observation_bounds(self.benchmark_name, self.variation_list_seed)
         low, high = np.clip(low, -object_bound, object_bound), np.clip(high, -object_bound, object_bound)
         self._low, self._high = low, high
         self.observation_space = spaces.Box(low.astype(np.float32), high.astype(np.float32), dtype=np.float32)
@@ -164,14 +226,14 @@ class MetaWorldMT10Env(gym.Env):
         """The metaworld env of the running episode's task (built on first use)."""
         env = self.envs[self.current_task]
         if env is None:
-            env = _make_task_env(self._benchmark, self.current_task, self._env_kwargs)
+            env = _make_task_env(self._benchmark, self.task_names[self.current_task], self._env_kwargs)
             self.envs[self.current_task] = env
         return env
 
     @property
     def task_name(self) -> str:
         """Name of the running episode's task."""
-        return TASK_NAMES[self.current_task]
+        return self.task_names[self.current_task]
 
     def set_task(self, task_id: int) -> None:
         self.task_id = check_task_id(task_id, self.num_tasks)
@@ -227,6 +289,21 @@ class MetaWorldMT10Env(gym.Env):
                 env.close()
 
 
+class MetaWorldMT50Env(MetaWorldMT10Env):
+    """Meta-World MT50: the 50 tasks of ``metaworld.MT50`` (in :data:`MT50_TASK_NAMES`' order), with the
+    conventions of :class:`MetaWorldMT10Env` (same arguments, observation, action, success keys, variation
+    sets). Building the benchmark takes ~25 s per process and benchmark seed (then cached)."""
+
+    benchmark_name = "MT50"
+    num_tasks = len(MT50_TASK_NAMES)
+    task_names = MT50_TASK_NAMES
+
+
 def make_env(task_id: int | None = None, **kwargs: Any) -> MultiTaskWrapper:
     """Entry point of ``MetaWorldMT10-v0``: :class:`MetaWorldMT10Env` with the one-hot task suffix."""
     return MultiTaskWrapper(MetaWorldMT10Env(**kwargs), task_id=task_id)
+
+
+def make_mt50_env(task_id: int | None = None, **kwargs: Any) -> MultiTaskWrapper:
+    """Entry point of ``MetaWorldMT50-v0``: :class:`MetaWorldMT50Env` with the one-hot task suffix."""
+    return MultiTaskWrapper(MetaWorldMT50Env(**kwargs), task_id=task_id)

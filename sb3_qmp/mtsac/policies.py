@@ -22,7 +22,7 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
-from sb3_qmp.common.batched import BatchedMLP, member_layout
+from sb3_qmp.common.batched import BatchedMLP, member_layout, run_rows
 from sb3_qmp.common.multitask_env import one_hot_error
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
@@ -97,8 +97,14 @@ class MultiTaskActor(nn.Module):
     def task_actions(self, obs: th.Tensor, tasks: th.Tensor, deterministic: bool = False) -> th.Tensor:
         """Each row's own task policy: ``obs`` ``(N, D)``, ``tasks`` ``(N,)`` -> actions ``(N, A)``."""
         layout = member_layout(tasks, self.num_tasks)
-        mean, log_std = self.distribution_params(layout.pack(obs))  # all T policies, weights in place
-        return layout.unpack(squashed_gaussian_action(mean, log_std, deterministic))
+        out = run_rows(self.net, obs, layout)[0]  # each row through its task's actor only
+        mean, log_std = out.split(self.action_dim, dim=-1)
+        # Noise is drawn in the member-major layout (T, slots, A), as it always was: the same random stream
+        # gives the same actions (only A numbers per padded slot, never a network pass).
+        packed = squashed_gaussian_action(
+            layout.pack(mean), layout.pack(log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)), deterministic
+        )
+        return layout.unpack(packed)
 
     def propose(self, obs: th.Tensor, deterministic: bool = False) -> tuple[th.Tensor, th.Tensor]:
         """Every policy's proposal for every row: ``obs`` ``(N, D)`` -> ``(mean_actions, sampled_actions)``,
@@ -166,15 +172,9 @@ class MultiTaskCritic(nn.Module):
     def _row_scores(self, obs: th.Tensor, actions: th.Tensor, tasks: th.Tensor, n_critics: int) -> th.Tensor:
         """The first ``n_critics`` critics' scores ``(n_critics, N, K)``."""
         k = actions.shape[1]
-        x = th.cat([obs.unsqueeze(1).expand(-1, k, -1), actions], dim=-1)
-        layout = member_layout(tasks, self.num_tasks)
-        x = layout.pack(x)  # (T, slots, K, D + A): every task's rows against its critics' weights in place
-        x = x.reshape(self.num_tasks, -1, x.shape[-1])
-        if n_critics > 1:
-            x = x.repeat(n_critics, 1, 1)
-        q = self.q_net(x, slice(0, n_critics * self.num_tasks)).view(n_critics, self.num_tasks, layout.slots, k)
-        # (C, T, slots, K) -> (T, slots, K, C) -> rows (N, K, C) -> (C, N, K)
-        return layout.unpack(q.permute(1, 2, 3, 0)).permute(2, 0, 1)
+        x = th.cat([obs.unsqueeze(1).expand(-1, k, -1), actions], dim=-1)  # (N, K, D + A)
+        # Member c * T + t is critic c of task t: each row against its task's critics' weights in place.
+        return run_rows(self.q_net, x, member_layout(tasks, self.num_tasks), copies=n_critics).squeeze(-1)
 
 
 class MultiTaskSACPolicy(BasePolicy):
