@@ -89,3 +89,30 @@ def test_multihead_task_actions_and_score_match_the_training_path(members):
         q = critic(obs.unsqueeze(0).expand(T, -1, -1), expected.unsqueeze(0).expand(T, -1, -1))  # (C, T, N)
         score = critic.score(obs, expected.unsqueeze(1), tasks, "min").squeeze(1)
         th.testing.assert_close(score, q.min(dim=0).values[tasks, th.arange(len(members))])
+
+
+def test_rows_of_one_member_run_only_through_that_member() -> None:
+    """N rows of one task: the networks see N rows (not T x N padded ones), with the same results."""
+    from sb3_qmp.common.batched import BatchedMLP, MemberLayout, run_rows
+
+    th.manual_seed(0)
+    num_members, n = 12, 40
+    net = BatchedMLP(2 * num_members, 5, [8], 3)
+    seen: list[int] = []
+    net.hidden[0].register_forward_hook(lambda module, args, out: seen.append(args[0].shape[0] * args[0].shape[1]))
+    x = th.randn(n, 5)
+    one = MemberLayout(th.full((n,), 7), num_members)
+    assert not one.balanced
+    y = run_rows(net, x, one, copies=2)
+    assert sum(seen) == 2 * n  # both copies (critics), N rows each
+    for c in range(2):  # row by row through member c * M + 7
+        expected = net(x.unsqueeze(0), th.tensor([c * num_members + 7]))[0]
+        th.testing.assert_close(y[c], expected)
+    # A balanced layout (every member, equal counts) takes the packed path with the same results.
+    members = th.arange(n) % 4
+    balanced = MemberLayout(members, 4)
+    small = BatchedMLP(4, 5, [8], 3)
+    packed = run_rows(small, x, balanced)[0]
+    rowwise = th.stack([small(x[i : i + 1].unsqueeze(0), th.tensor([int(members[i])]))[0, 0] for i in range(n)])
+    assert balanced.balanced
+    th.testing.assert_close(packed, rowwise)
