@@ -79,3 +79,18 @@ def test_point_env_arguments_are_checked(kwargs: dict, message: str) -> None:
 def test_meta_world_variation_seed_must_not_be_negative() -> None:
     with pytest.raises(ValueError, match=r"variation_seed=-1 .* integer >= 0"):
         task_variations(0, variation_seed=-1)
+
+
+@pytest.mark.parametrize(
+    "algo", ["qmp", "separated", "shared", "dnc", "dnc_reg", "qmp_uniform", "qmp_domain", "mtsac_multihead", "qmp_multihead"]
+)
+def test_named_algorithms_refuse_another_collector(algo: str) -> None:
+    """Every named algorithm is defined by its collector (QMP(collector="own") used to be a silent Separated)."""
+    from sb3_qmp.registry import get_algo
+
+    cls = get_algo(algo)
+    other = "uniform" if cls.default_collector != "uniform" else "own"
+    with pytest.raises(ValueError, match=rf"{cls.__name__} always collects with the '{cls.default_collector}' collector"):
+        extra = dict(mixture=np.full((4, 4), 0.25)) if algo == "qmp_domain" else {}
+        cls(make_multitask_vec_env("MultiGoalPoint-v0", seed=0), collector=other, **extra)
+    MultiTaskSAC(make_multitask_vec_env("MultiGoalPoint-v0", seed=0), collector=other)  # the generic class takes any

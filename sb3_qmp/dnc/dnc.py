@@ -18,13 +18,11 @@ import math
 from typing import Any, ClassVar
 
 import torch as th
-from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import MaybeCallback
 
 from sb3_qmp.common.denormal import flushing_denormals
 from sb3_qmp.mtsac.mtsac import MultiTaskSAC
-from sb3_qmp.mtsac.policies import MlpPolicy, MultiTaskActor, MultiTaskSACPolicy
-from sb3_qmp.separated.separated import check_collector
+from sb3_qmp.mtsac.policies import MultiTaskActor, MultiTaskSACPolicy
 
 _ATANH_CLIP = 1.0 - 1e-6
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
@@ -94,7 +92,6 @@ class DnC(MultiTaskSAC):
         given, must be ``"own"``).
     """
 
-    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": MlpPolicy}
     default_collector: ClassVar[str] = "own"
     distillation: ClassVar[bool] = True
     actor: MultiTaskActor
@@ -115,7 +112,6 @@ class DnC(MultiTaskSAC):
         distill_reset_optimizer: bool = True,
         **kwargs: Any,
     ) -> None:
-        check_collector(type(self).__name__, kwargs.get("collector"), self.default_collector)
         if not (isinstance(beta, (int, float)) and math.isfinite(beta) and beta >= 0):
             raise ValueError(f"beta (KL penalty weight) must be a finite float >= 0, got {beta!r}.")
         if kl_states is not None and (not isinstance(kl_states, int) or kl_states < 1):

@@ -34,7 +34,11 @@ ATTEMPTS = "run_attempts.json"
 THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 # Env kwargs that take the run's seed: the authors drew each Meta-World run's object variations from its seed
 # (and evaluated on the set of seed + 100, which the YAML's PerTaskEvalCallback asks for with variation_set: eval).
-RUN_SEED_ENV_KWARG = {"MetaWorldDoorDrawer": "variation_seed", "MetaWorldMT10": "benchmark_seed", "MetaWorldMT50": "benchmark_seed"}
+RUN_SEED_ENV_KWARG = {
+    "MetaWorldDoorDrawer": "variation_seed",
+    "MetaWorldMT10": "benchmark_seed",
+    "MetaWorldMT50": "benchmark_seed",
+}
 
 
 def seed_env_kwargs(env_id: str, seed: int) -> list[str]:

@@ -180,6 +180,13 @@ class MultiTaskSAC(OffPolicyAlgorithm):
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": MlpPolicy}
     default_collector: ClassVar[str] = "own"
+
+    @classmethod
+    def fixes_collector(cls) -> bool:
+        """Whether the class is defined by its collector (every named algorithm: ``QMP``, ``Separated``, ...);
+        only the generic ``MultiTaskSAC`` takes any ``collector``."""
+        return cls is not MultiTaskSAC
+
     policy: MultiTaskSACPolicy
     replay_buffer: MultiTaskReplayBuffer
     actor: MultiTaskActor
@@ -291,6 +298,12 @@ class MultiTaskSAC(OffPolicyAlgorithm):
         self.target_update_interval = target_update_interval
         self.target_entropy = target_entropy
         self.ent_coef_optimizer: th.optim.Adam | None = None
+        if type(self).fixes_collector() and collector is not None and collector != self.default_collector:
+            raise ValueError(
+                f"{type(self).__name__} always collects with the {self.default_collector!r} collector (that is what "
+                f"defines it), got collector={collector!r}. Use sb3_qmp.MultiTaskSAC(collector=...) to combine other "
+                "collectors freely."
+            )
         self.collector_name = collector if collector is not None else self.default_collector
         if collector_kwargs is not None and not isinstance(collector_kwargs, dict):
             raise ValueError(

@@ -15,7 +15,6 @@ from sb3_qmp.common.finite import check_finite_update
 from sb3_qmp.mtsac.mtsac import MultiTaskSAC
 from sb3_qmp.mtsac.policies import squashed_gaussian_sample
 from sb3_qmp.multihead.policies import MlpPolicy, MultiHeadActor, MultiHeadCritic, MultiHeadSACPolicy
-from sb3_qmp.separated.separated import check_collector
 
 BATCH_MODES = ("per_task", "mixed")
 
@@ -65,7 +64,6 @@ class MultiHeadSAC(MultiTaskSAC):
     critic_target: MultiHeadCritic
 
     def __init__(self, policy: Any = "MlpPolicy", env: Any = None, batch_mode: str = "per_task", **kwargs: Any) -> None:
-        check_collector(type(self).__name__, kwargs.get("collector"), self.default_collector)
         check_batch_mode(batch_mode)
         self.batch_mode = batch_mode
         super().__init__(policy, env, **kwargs)

@@ -5,11 +5,8 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import numpy as np
-from stable_baselines3.common.policies import BasePolicy
 
 from sb3_qmp.mtsac.mtsac import MultiTaskSAC
-from sb3_qmp.mtsac.policies import MlpPolicy
-from sb3_qmp.separated.separated import check_collector
 
 
 class QMPUniform(MultiTaskSAC):
@@ -25,12 +22,7 @@ class QMPUniform(MultiTaskSAC):
     :param kwargs: the other keyword arguments of :class:`~sb3_qmp.mtsac.MultiTaskSAC`.
     """
 
-    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": MlpPolicy}
     default_collector: ClassVar[str] = "uniform"
-
-    def __init__(self, policy: Any = "MlpPolicy", env: Any = None, **kwargs: Any) -> None:
-        check_collector(type(self).__name__, kwargs.get("collector"), self.default_collector)
-        super().__init__(policy, env, **kwargs)
 
 
 class QMPDomain(MultiTaskSAC):
@@ -50,7 +42,6 @@ class QMPDomain(MultiTaskSAC):
     :param kwargs: the other keyword arguments of :class:`~sb3_qmp.mtsac.MultiTaskSAC`.
     """
 
-    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": MlpPolicy}
     default_collector: ClassVar[str] = "fixed"
 
     def __init__(
@@ -60,7 +51,6 @@ class QMPDomain(MultiTaskSAC):
         mixture: str | np.ndarray | list[list[float]] | None = None,
         **kwargs: Any,
     ) -> None:
-        check_collector(type(self).__name__, kwargs.get("collector"), self.default_collector)
         collector_kwargs = dict(kwargs.pop("collector_kwargs", None) or {})
         if mixture is not None:
             if "matrix" in collector_kwargs:

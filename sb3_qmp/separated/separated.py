@@ -2,26 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
-from stable_baselines3.common.policies import BasePolicy
+from typing import ClassVar
 
 from sb3_qmp.mtsac.mtsac import MultiTaskSAC
-from sb3_qmp.mtsac.policies import MlpPolicy
-
-
-def check_collector(algo: str, collector: str | None, expected: str) -> None:
-    """Named variants fix their collector: reject a different one early with a pointer to MultiTaskSAC.
-
-    :param algo: the algorithm's class name (for the message).
-    :param collector: the ``collector`` constructor argument.
-    :param expected: the collector that defines the variant.
-    """
-    if collector is not None and collector != expected:
-        raise ValueError(
-            f"{algo} always collects with the {expected!r} collector (that is what defines it), got collector={collector!r}. "
-            "Use sb3_qmp.MultiTaskSAC(collector=...) to combine other collectors freely."
-        )
 
 
 class Separated(MultiTaskSAC):
@@ -36,9 +19,4 @@ class Separated(MultiTaskSAC):
     :param kwargs: the other keyword arguments of :class:`~sb3_qmp.mtsac.MultiTaskSAC`.
     """
 
-    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": MlpPolicy}
     default_collector: ClassVar[str] = "own"
-
-    def __init__(self, policy: Any = "MlpPolicy", env: Any = None, **kwargs: Any) -> None:
-        check_collector(type(self).__name__, kwargs.get("collector"), self.default_collector)
-        super().__init__(policy, env, **kwargs)

@@ -11,7 +11,6 @@ from stable_baselines3.common.vec_env import VecNormalize
 
 from sb3_qmp.common.buffers import MultiTaskReplayBuffer, MultiTaskReplayBufferSamples
 from sb3_qmp.mtsac.mtsac import MultiTaskSAC
-from sb3_qmp.separated.separated import check_collector
 from sb3_qmp.shared.policies import MlpPolicy, SharedSACPolicy
 
 
@@ -106,7 +105,6 @@ class SharedSAC(MultiTaskSAC):
         batch_per_task: bool = True,
         **kwargs: Any,
     ) -> None:
-        check_collector(type(self).__name__, kwargs.get("collector"), self.default_collector)
         if not isinstance(gradient_steps_factor, int) or gradient_steps_factor < 1:
             raise ValueError(f"gradient_steps_factor must be an int >= 1, got {gradient_steps_factor!r}.")
         if not isinstance(batch_per_task, bool):
