@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import pathlib
+import sys
+from types import ModuleType
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
@@ -12,6 +16,22 @@ import torch as th
 
 import sb3_qmp  # noqa: F401  (registers the env ids)
 from sb3_qmp import make_multitask_vec_env
+
+BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_script(name: str) -> ModuleType:
+    """Import ``benchmarks/<name>.py`` (registered as ``bench_<name>``: dataclasses look their module up in
+    ``sys.modules``; the scripts import their helpers from ``benchmarks/``)."""
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.insert(0, str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
 
 # Tiny networks and buffers: every test model trains in well under a second per 100 steps.
 SMALL_KWARGS = dict(learning_starts=50, batch_size=32, buffer_size=5_000, policy_kwargs=dict(net_arch=[32, 32]))

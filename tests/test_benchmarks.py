@@ -4,31 +4,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import pathlib
 import shlex
 import shutil
-import sys
 import zipfile
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pytest
-
-BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def load_script(name: str) -> ModuleType:
-    if str(BENCHMARKS) not in sys.path:  # the scripts import their shared helpers (benchmarks/report.py)
-        sys.path.insert(0, str(BENCHMARKS))
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_script
 
 
 def test_throughput_runs_every_variant_side_by_side(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,28 +3,15 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import pathlib
-import sys
-from types import ModuleType
 
 import pytest
-
-SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "commitment_study.py"
-
-
-def load_study() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("commitment_study", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up in sys.modules
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_script
 
 
 def test_commitment_study_smoke(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
-    study = load_study()
+    study = load_script("commitment_study")
     argv = ["--steps", "300", "--seeds", "0", "--configs", "separated,qmp_k10", "--out", str(tmp_path)]
     argv += ["--learning-starts", "100", "--batch-size", "16", "--net-arch", "8", "--eval-episodes", "2"]
     payload = study.main(argv)

@@ -133,14 +133,9 @@ def test_point_tasks_env_checks_its_table() -> None:
 
 
 def test_scripted_sharing_script() -> None:
-    import importlib.util
-    import pathlib
+    from conftest import load_script
 
-    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "scripted_sharing.py"
-    spec = importlib.util.spec_from_file_location("scripted_sharing", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("scripted_sharing")
     table = module.main(["--env", "DetourPoint-v0", "--task", "3", "--steps", "5", "--episodes", "10"])
     rows = [line for line in table.splitlines() if line.startswith("| task ")]
     assert len(rows) == 4 and "| k=5 | k=all |" in table

@@ -2,30 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import pathlib
-import sys
 
 import pytest
+from conftest import load_script
 
 pytest.importorskip("mujoco")
 pytest.importorskip("dm_control", reason="the Jaco model ships with dm-control")
 
-SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "reacher_probe.py"
-
-
-def load_probe():
-    spec = importlib.util.spec_from_file_location("bench_reacher_probe", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_probe_runs_resumes_and_summarizes(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
-    probe = load_probe()
+    probe = load_script("reacher_probe")
     common = ["--versions", "1", "--tasks", "2", "--learning-starts", "40", "--eval-freq", "30", "--eval-episodes", "1"]
     common += ["--jobs", "1", "--out", str(tmp_path / "out"), "--work", str(tmp_path / "work")]
     (first,) = probe.main([*common, "--steps", "60"])

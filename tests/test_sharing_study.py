@@ -2,33 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import pathlib
-import sys
-from types import ModuleType
 
 import numpy as np
 import pytest
+from conftest import load_script
 
-SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "sharing_study.py"
 TINY = [
     "--steps-per-task", "40", "--learning-starts-per-task", "10", "--batch-size", "16", "--net-arch", "8",
     "--eval-episodes", "2", "--eval-every", "20", "--solve-episodes", "1", "--nice", "0",
 ]  # fmt: skip
 
 
-def load_study() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("sharing_study", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up in sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_sharing_study_smoke_resume_and_summary(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
-    study = load_study()
+    study = load_script("sharing_study")
     grid = ["--envs", "DetourPoint-v0", "--configs", "separated,qmp_adaptive", "--seeds", "0", "--out", str(tmp_path)]
     payload = study.main([*grid, *TINY])
 
@@ -70,7 +58,7 @@ def test_sharing_study_smoke_resume_and_summary(tmp_path: pathlib.Path, capsys: 
 
 
 def test_bootstrap_interval_and_argument_checks() -> None:
-    study = load_study()
+    study = load_script("sharing_study")
     stat = study.bootstrap_ci([0.0, 1.0, None, float("nan"), 1.0, 0.0])
     assert stat["n"] == 4 and stat["mean"] == 0.5 and 0.0 <= stat["low"] < 0.5 < stat["high"] <= 1.0
     assert study.bootstrap_ci([None])["mean"] is None
@@ -97,7 +85,7 @@ def _cell(env: str, config: str, seed: int, success: list[float], sparse: list[i
 
 
 def test_decision_rule_admits_only_configs_not_worse_and_picks_the_best_sparse_solver() -> None:
-    study = load_study()
+    study = load_script("sharing_study")
     envs = ["MultiGoalPoint-v0", "ConflictPoint-v0"]  # the first has sparse task 1, the second none
     configs = ["separated", "qmp_paper", "qmp_authors", "qmp_k10", "qmp_own0.3"]
     records = []
@@ -137,7 +125,7 @@ def test_decision_rule_admits_only_configs_not_worse_and_picks_the_best_sparse_s
 
 
 def test_a_summary_of_few_seeds_is_never_a_final_decision(tmp_path: pathlib.Path) -> None:
-    study = load_study()
+    study = load_script("sharing_study")
     grid = ["--envs", "ConflictPoint-v0", "--configs", "qmp_paper,qmp_authors", "--seeds", "0", "--out", str(tmp_path)]
     payload = study.main([*grid, *TINY])
     assert payload["decision"]["status"] == "provisional" and payload["decision"]["seeds_required"] == study.DECISION_SEEDS
@@ -145,7 +133,7 @@ def test_a_summary_of_few_seeds_is_never_a_final_decision(tmp_path: pathlib.Path
 
 
 def test_figure_counts_solves_on_the_focus_tasks() -> None:
-    load_study()  # puts benchmarks/ on sys.path
+    load_script("sharing_study")  # puts benchmarks/ on sys.path
     import sharing_plot
 
     sparse = {"num_tasks": 3, "sparse_tasks": [2], "eval_success": [0.0, 0.0, 0.8]}
