@@ -133,6 +133,21 @@ class Collector:
         self.step_count += np.bincount(tasks_np, minlength=self.num_tasks)
         self.shared_step_count += np.bincount(tasks_np[shared], minlength=self.num_tasks)
 
+    def episode_starts(self, starts: np.ndarray | None = None) -> None:
+        """End the commitments of the rows whose episode starts (all rows if ``None``); a different number
+        of rows than the collector holds state for starts afresh at the next :meth:`select` anyway.
+
+        :param starts: boolean ``(N,)``, True for rows whose next observation starts an episode.
+        """
+        if self._choice is None:
+            return  # nothing committed yet: the next step decides for every row
+        if starts is None:
+            self.reset_state(self._choice.shape[0])
+            return
+        starts = np.asarray(starts, dtype=bool).reshape(-1)
+        if starts.shape[0] == self._choice.shape[0]:
+            self.episode_done(starts)
+
     def episode_done(self, dones: np.ndarray) -> None:
         """Rows whose episode ended re-decide at their next step."""
         if self._choice is None or not dones.any():

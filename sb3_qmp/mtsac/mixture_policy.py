@@ -15,16 +15,14 @@ signature::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch as th
 from gymnasium import spaces
+from stable_baselines3.common.policies import BasePolicy
 
 from sb3_qmp.common.collectors import Collector
-
-if TYPE_CHECKING:
-    from sb3_qmp.mtsac.mtsac import MultiTaskSAC
 
 
 class MixturePolicy:
@@ -47,44 +45,31 @@ class MixturePolicy:
     Commitments (``commit_steps > 1``) are per observation row and end at episode starts: pass
     ``episode_start`` (``evaluate_policy`` does) or call :meth:`reset`.
 
-    :param model: a multi-task model with a mixture (``model.has_mixture``).
-    :param seed: seed of the random choices (``own_prob``, Uniform and Domain draws); ``None``: fresh entropy.
+    :param policy: the model's multi-task policy (its networks are read live: always the current weights).
+    :param collector: the mixture's collector, its own copy (``model.collector.evaluation_copy(seed)``);
+        ``model.mixture_policy(seed)`` builds both.
     """
 
-    def __init__(self, model: MultiTaskSAC, seed: int | None = None) -> None:
-        if not model.has_mixture:
-            raise ValueError(
-                f"{type(model).__name__} collects with each task's own policy: it has no mixture to evaluate "
-                "(model.has_mixture is False). Use model.predict / behaviour='own'."
-            )
-        self.model = model
-        self.collector: Collector = model.collector.evaluation_copy(seed)
+    def __init__(self, policy: BasePolicy, collector: Collector) -> None:
+        self.policy = policy
+        self.collector = collector
 
     @property
     def observation_space(self) -> spaces.Space:
-        """The model's observation space (base observation + one-hot task suffix)."""
-        return self.model.observation_space
+        """The policy's observation space (base observation + one-hot task suffix)."""
+        return self.policy.observation_space
 
     @property
     def action_space(self) -> spaces.Space:
-        """The model's action space."""
-        return self.model.action_space
+        """The policy's action space."""
+        return self.policy.action_space
 
     def reset(self, episode_start: np.ndarray | None = None) -> None:
         """End the commitments of the rows whose episode starts (all rows if ``None``).
 
         :param episode_start: boolean ``(N,)``, True for rows whose observation starts an episode.
         """
-        choice = self.collector._choice
-        if choice is None:
-            return  # nothing committed yet: the next step decides for every row
-        if episode_start is None:
-            self.collector.reset_state(choice.shape[0])
-            return
-        starts = np.asarray(episode_start, dtype=bool).reshape(-1)
-        if starts.shape[0] == choice.shape[0]:
-            self.collector.episode_done(starts)
-        # Another number of rows: select() starts afresh for the new rows anyway.
+        self.collector.episode_starts(episode_start)
 
     def predict(
         self,
@@ -101,7 +86,7 @@ class MixturePolicy:
         :param deterministic: execute the chosen policy's mean action (see the class docstring).
         :return: the actions (in the env's action bounds) and ``state``.
         """
-        policy = self.model.policy
+        policy: Any = self.policy
         policy.set_training_mode(False)
         obs_tensor, vectorized = policy.obs_to_tensor(observation)
         if episode_start is not None:
@@ -122,7 +107,7 @@ class MixturePolicy:
         return actions_np, state
 
     def __repr__(self) -> str:
-        return f"MixturePolicy({type(self.model).__name__}, collector={self.collector.name!r})"
+        return f"MixturePolicy({type(self.policy).__name__}, collector={self.collector.name!r})"
 
 
 def check_behaviour(behaviour: Any) -> str:

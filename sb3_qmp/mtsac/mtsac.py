@@ -556,7 +556,12 @@ class MultiTaskSAC(OffPolicyAlgorithm):
         :param seed: seed of its random choices (``own_prob``, Uniform and Domain draws).
         :raises ValueError: if the model has no mixture (``has_mixture`` is False).
         """
-        return MixturePolicy(self, seed=seed)
+        if not self.has_mixture:
+            raise ValueError(
+                f"{type(self).__name__} collects with each task's own policy: it has no mixture to evaluate "
+                "(model.has_mixture is False). Use model.predict / behaviour='own'."
+            )
+        return MixturePolicy(self.policy, self.collector.evaluation_copy(seed))
 
     def predict(
         self,
