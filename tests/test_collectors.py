@@ -370,3 +370,33 @@ def test_mean_commitment_reaches_the_logger(point_env, tmp_path):
         values = log[f"collect/task_{task}/mean_commitment"].dropna()
         assert len(values) > 0
         assert 1.0 <= values.iloc[-1] <= 5.0
+
+
+def test_a_collector_of_your_own_needs_no_registration(tmp_path) -> None:
+    """``collector=`` takes a Collector subclass: it collects, evaluates as a mixture, and saves with the model."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+    try:
+        from custom_collector import SoftmaxQSwitch
+    finally:
+        sys.path.pop(0)
+    from sb3_qmp import QMP, MultiTaskSAC
+
+    env = make_multitask_vec_env("MultiGoalPoint-v0", seed=0)
+    model = MultiTaskSAC(
+        env, collector=SoftmaxQSwitch, collector_kwargs=dict(temperature=0.2), learning_starts=40, batch_size=16, seed=0
+    )
+    model.learn(120)
+    assert isinstance(model.collector, SoftmaxQSwitch) and model.has_mixture
+    assert model.selection_counts.sum() > 0 and (model.selection_counts.sum(axis=1) > 0).all()
+    actions, _ = model.mixture_policy(seed=0).predict(env.reset(), deterministic=True)
+    assert actions.shape == (4, 2)
+    model.save(tmp_path / "model.zip")
+    loaded = MultiTaskSAC.load(tmp_path / "model.zip", env=env)
+    assert isinstance(loaded.collector, SoftmaxQSwitch) and loaded.collector.temperature == 0.2
+    with pytest.raises(ValueError, match="QMP always collects with the 'qswitch' collector"):
+        QMP(env, collector=SoftmaxQSwitch)
+    with pytest.raises(TypeError, match=r"not a subclass of sb3_qmp\.common\.collectors\.Collector"):
+        MultiTaskSAC(env, collector=dict)

@@ -580,8 +580,13 @@ def test_examples_run(tmp_path: Path) -> None:
         # Its own log folder: -optimize would take zoo_train's run folder number.
         "optuna_tune": [["env", f"LOGS={tmp_path / 'logs_tune'}", "bash", str(examples / "optuna_tune.sh")]],
         "python_api": [py(str(examples / "python_api.py"), "--steps", "480", "--logdir", str(tmp_path / "logs_api"))],
+        "custom_collector": [
+            py(str(examples / "custom_collector.py"), "--steps", "480", "--output", str(tmp_path / "sq.zip"))
+        ],
     }
-    assert scripts == {"zoo_train.sh", "plot.sh", "optuna_tune.sh", "python_api.py"}, "a new example needs a job here"
+    assert scripts == {"zoo_train.sh", "plot.sh", "optuna_tune.sh", "python_api.py", "custom_collector.py"}, (
+        "a new example needs a job here"
+    )
     # 480 steps: past the MultiGoalPoint learning_starts (400), so QMP picks mixtures (heatmap).
     budget = {"N": "480", "LOGS": str(tmp_path / "logs"), "TRIALS": "2", "STORAGE": f"sqlite:///{tmp_path / 'tune.db'}"}
     results = run_jobs(jobs, tmp_path, extra_env=budget)
@@ -591,6 +596,7 @@ def test_examples_run(tmp_path: Path) -> None:
     assert f"{ENV}_success.png" in plots and f"{ENV}_qmp_selection.png" in plots, plots
     assert len(optuna.load_study(study_name="qmp_point", storage=budget["STORAGE"]).trials) == 2
     assert "per-task success of the loaded model" in results["python_api"].output
+    assert "collector: SoftmaxQSwitch temperature 0.5" in results["custom_collector"].output
     assert (tmp_path / "logs_api" / "qmp" / f"{ENV}_1" / "evaluations_per_task.npz").is_file()
 
 

@@ -614,11 +614,18 @@ COLLECTORS: dict[str, type[Collector]] = {
 }
 
 
-def make_collector(name: str, num_tasks: int, **kwargs: Any) -> Collector:
-    """Build a collector by name (``own``, ``qswitch``, ``uniform``, ``fixed``)."""
-    if name not in COLLECTORS:
-        raise ValueError(f"Unknown collector {name!r}; choose one of {sorted(COLLECTORS)}.")
+def make_collector(collector: str | type[Collector], num_tasks: int, **kwargs: Any) -> Collector:
+    """Build a collector by name (``own``, ``qswitch``, ``uniform``, ``fixed``) or from a :class:`Collector`
+    subclass (a collector of your own: no registration needed, see docs/algorithms.md)."""
+    if isinstance(collector, type):
+        if not issubclass(collector, Collector):
+            raise TypeError(f"collector={collector.__name__} is not a subclass of sb3_qmp.common.collectors.Collector.")
+        cls, name = collector, collector.__name__
+    elif collector in COLLECTORS:
+        cls, name = COLLECTORS[collector], collector
+    else:
+        raise ValueError(f"Unknown collector {collector!r}; choose one of {sorted(COLLECTORS)}, or pass a Collector subclass.")
     try:
-        return COLLECTORS[name](num_tasks, **kwargs)
+        return cls(num_tasks, **kwargs)
     except TypeError as e:
         raise TypeError(f"Bad collector_kwargs for collector {name!r}: {e}") from e

@@ -159,7 +159,8 @@ class MultiTaskSAC(OffPolicyAlgorithm):
     :param target_update_interval: gradient steps between target-critic updates.
     :param target_entropy: target entropy of the automatic tuning (``"auto"`` = ``-|A|``).
     :param collector: behaviour policy for data collection: ``"own"``, ``"qswitch"``, ``"uniform"``
-        or ``"fixed"`` (``None`` = the class default).
+        or ``"fixed"`` (``None`` = the class default), or a :class:`~sb3_qmp.common.collectors.Collector`
+        subclass of your own (``examples/custom_collector.py``).
     :param collector_kwargs: keyword arguments of the collector (e.g. ``score``, ``commit_steps``,
         ``own_prob``, ``warmup_steps``, ``matrix``); see :mod:`sb3_qmp.common.collectors`.
     :param replay_buffer_class: replay buffer class (a :class:`MultiTaskReplayBuffer` subclass).
@@ -210,7 +211,7 @@ class MultiTaskSAC(OffPolicyAlgorithm):
         ent_coef: str | float = "auto",
         target_update_interval: int = 1,
         target_entropy: str | float = "auto",
-        collector: str | None = None,
+        collector: str | type[Collector] | None = None,
         collector_kwargs: dict[str, Any] | None = None,
         replay_buffer_class: type[ReplayBuffer] | None = None,
         replay_buffer_kwargs: dict[str, Any] | None = None,
@@ -304,7 +305,14 @@ class MultiTaskSAC(OffPolicyAlgorithm):
                 f"defines it), got collector={collector!r}. Use sb3_qmp.MultiTaskSAC(collector=...) to combine other "
                 "collectors freely."
             )
-        self.collector_name = collector if collector is not None else self.default_collector
+        # A Collector subclass (a collector of your own) is kept as the class: saved and loaded with the model.
+        self.collector_class = collector if isinstance(collector, type) else None
+        if self.collector_class is not None and not issubclass(self.collector_class, Collector):
+            name = self.collector_class.__name__
+            raise TypeError(f"collector={name} is not a subclass of sb3_qmp.common.collectors.Collector.")
+        self.collector_name = (
+            self.collector_class.name if self.collector_class is not None else collector or self.default_collector
+        )
         if collector_kwargs is not None and not isinstance(collector_kwargs, dict):
             raise ValueError(
                 f"collector_kwargs must be a dict of collector options, e.g. dict(own_prob=0.5); got the "
@@ -383,7 +391,9 @@ class MultiTaskSAC(OffPolicyAlgorithm):
 
         # `load` restores the saved attributes before calling this: statistics found here carry over.
         saved_collector = self.__dict__.get("collector")
-        self.collector = make_collector(self.collector_name, self.num_tasks, **self.collector_kwargs)
+        self.collector = make_collector(
+            getattr(self, "collector_class", None) or self.collector_name, self.num_tasks, **self.collector_kwargs
+        )
         if isinstance(saved_collector, Collector) and saved_collector.num_tasks == self.num_tasks:
             self.collector.window_len_sum = saved_collector.window_len_sum
             self.collector.window_count = saved_collector.window_count
