@@ -21,7 +21,9 @@ def test_construction_styles(point_env):
     for model in (QMP(point_env, **SMALL_KWARGS), QMP("MlpPolicy", point_env, **SMALL_KWARGS)):
         assert model.num_tasks == 4 and model.collector_name == "qswitch"
     assert MultiTaskSAC(point_env, **SMALL_KWARGS).collector_name == "own"
-    assert QMP(point_env, collector="uniform", **SMALL_KWARGS).collector_name == "uniform"
+    assert MultiTaskSAC(point_env, collector="uniform", **SMALL_KWARGS).collector_name == "uniform"
+    with pytest.raises(ValueError, match="QMP always collects with the 'qswitch' collector"):
+        QMP(point_env, collector="uniform", **SMALL_KWARGS)  # that would be QMP-Uniform under QMP's name
     model = QMP("MultiGoalPoint-v0", **SMALL_KWARGS)  # an env id, like SB3
     assert model.num_tasks == 4
 
