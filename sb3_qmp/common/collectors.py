@@ -42,6 +42,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch as th
 
+from sb3_qmp.common.interfaces import MixtureNetworks, Proposals
 from sb3_qmp.common.presets import MIXTURE_PRESETS
 
 
@@ -204,16 +205,20 @@ class Collector:
             return self.shared_len_sum / self.shared_count
 
     # -- decisions -----------------------------------------------------------------------------
-    def _decide(self, policy: Any, features: th.Tensor, tasks: th.Tensor, proposals: Any) -> th.Tensor:
+    def _decide(
+        self, policy: MixtureNetworks, features: th.Tensor, tasks: th.Tensor, proposals: Proposals | None
+    ) -> th.Tensor:
         """Return the policy index for every row (rows that keep a commitment ignore it)."""
         raise NotImplementedError
 
-    def _switch_early(self, policy: Any, features: th.Tensor, tasks: th.Tensor, proposals: Any) -> th.Tensor | None:
+    def _switch_early(
+        self, policy: MixtureNetworks, features: th.Tensor, tasks: th.Tensor, proposals: Proposals | None
+    ) -> th.Tensor | None:
         """Rows that should drop their commitment before it runs out (``None``: none)."""
         return None
 
     def select(
-        self, policy: Any, features: th.Tensor, tasks: th.Tensor, deterministic: bool = False
+        self, policy: MixtureNetworks, features: th.Tensor, tasks: th.Tensor, deterministic: bool = False
     ) -> tuple[th.Tensor, th.Tensor]:
         """Actions in ``[-1, 1]`` ``(N, A)`` for every row and the index of the policy that produced each.
 
@@ -257,14 +262,14 @@ class Collector:
             self._row_task = tasks.cpu()
             chosen = self._choice.to(features.device)
         if proposals is not None:
-            actions = proposals[1][chosen, th.arange(n, device=features.device)]
+            actions = proposals.samples[chosen, th.arange(n, device=features.device)]
         else:
             actions = policy.actor.task_actions(features, chosen, deterministic)
         self._track_sharing(chosen, tasks)
         return actions, chosen
 
     @staticmethod
-    def _propose(policy: Any, features: th.Tensor, deterministic: bool) -> tuple[th.Tensor, th.Tensor]:
+    def _propose(policy: MixtureNetworks, features: th.Tensor, deterministic: bool) -> Proposals:
         """Every policy's ``(mean, sampled)`` proposals; a deterministic policy's "sample" is its mean (no
         draw from torch's random stream)."""
         if deterministic:
@@ -272,7 +277,7 @@ class Collector:
         return policy.actor.propose(features)
 
     def _decide_with_own_prob(
-        self, policy: Any, features: th.Tensor, tasks: th.Tensor, proposals: Any
+        self, policy: MixtureNetworks, features: th.Tensor, tasks: th.Tensor, proposals: Proposals | None
     ) -> tuple[th.Tensor, th.Tensor]:
         """The policy of every deciding row, and which rows ``own_prob`` forced to their own policy."""
         if self.own_prob >= 1.0:
@@ -303,11 +308,13 @@ class OwnPolicyCollector(Collector):
         super().__init__(num_tasks)
 
     def select(
-        self, policy: Any, features: th.Tensor, tasks: th.Tensor, deterministic: bool = False
+        self, policy: MixtureNetworks, features: th.Tensor, tasks: th.Tensor, deterministic: bool = False
     ) -> tuple[th.Tensor, th.Tensor]:
         return policy.actor.task_actions(features, tasks, deterministic), tasks
 
-    def _decide(self, policy: Any, features: th.Tensor, tasks: th.Tensor, proposals: Any) -> th.Tensor:
+    def _decide(
+        self, policy: MixtureNetworks, features: th.Tensor, tasks: th.Tensor, proposals: Proposals | None
+    ) -> th.Tensor:
         return tasks
 
 
@@ -435,15 +442,17 @@ class QSwitchCollector(Collector):
         if adaptive_keep is not None and not isinstance(adaptive_keep, (bool, np.bool_)):
             raise ValueError(f"adaptive_keep must be True or False, got {adaptive_keep!r}.")
 
-    def _score(self, policy: Any, features: th.Tensor, tasks: th.Tensor, proposals: Any) -> th.Tensor:
+    def _score(self, policy: MixtureNetworks, features: th.Tensor, tasks: th.Tensor, proposals: Proposals) -> th.Tensor:
         """Task critics' scores of every proposal ``(N, T)``; ``-inf`` where the proposal (mean or sample) or
         its score is not finite, so that one task's broken policy or critic never wins another's rows."""
-        candidates = proposals[0] if self.score == "mean" else proposals[1]  # (T, N, A)
+        candidates = proposals.means if self.score == "mean" else proposals.samples  # (T, N, A)
         scores = policy.critic.score(features, candidates.transpose(0, 1), tasks, self.critic_reduce)  # (N, T)
-        finite = th.isfinite(scores) & th.isfinite(proposals[0]).all(dim=2).T & th.isfinite(proposals[1]).all(dim=2).T
+        finite = th.isfinite(scores) & th.isfinite(proposals.means).all(dim=2).T & th.isfinite(proposals.samples).all(dim=2).T
         return scores.masked_fill(~finite, -th.inf)
 
-    def _switch_early(self, policy: Any, features: th.Tensor, tasks: th.Tensor, proposals: Any) -> th.Tensor | None:
+    def _switch_early(
+        self, policy: MixtureNetworks, features: th.Tensor, tasks: th.Tensor, proposals: Proposals | None
+    ) -> th.Tensor | None:
         self._scores = None
         if self.switch_margin is None or self.commit_steps == 1 or proposals is None:
             return None
@@ -453,15 +462,20 @@ class QSwitchCollector(Collector):
         # A commitment to a policy whose proposal stopped being finite ends at once.
         return (((self._scores.max(dim=1).values - committed) > self.switch_margin) | ~th.isfinite(committed)).cpu()
 
-    def _decide(self, policy: Any, features: th.Tensor, tasks: th.Tensor, proposals: Any) -> th.Tensor:
-        scores = self._scores if self._scores is not None else self._score(policy, features, tasks, proposals)
+    def _decide(
+        self, policy: MixtureNetworks, features: th.Tensor, tasks: th.Tensor, proposals: Proposals | None
+    ) -> th.Tensor:
+        scores = self._scores
+        if scores is None:
+            assert proposals is not None  # needs_proposals: select() passes them
+            scores = self._score(policy, features, tasks, proposals)
         # torch.argmax returns the first maximum: ties go to the lowest policy index. A row with no finite
         # proposal acts with its own policy.
         return th.where(th.isfinite(scores).any(dim=1), scores.argmax(dim=1), tasks)
 
     # -- adaptive switch -----------------------------------------------------------------------
     def confident_advantages(
-        self, policy: Any, features: th.Tensor, tasks: th.Tensor, proposals: Any
+        self, policy: MixtureNetworks, features: th.Tensor, tasks: th.Tensor, proposals: Proposals
     ) -> tuple[th.Tensor, th.Tensor]:
         """The adaptive switch's view of every proposal: scores ``(N, T)`` (``critic_reduce``) and which
         policies are *confident* ``(N, T)``: ``A_j > uncertainty_scale * U_j`` (never the own policy).
@@ -477,7 +491,7 @@ class QSwitchCollector(Collector):
                 f"The adaptive Q-switch measures uncertainty as the disagreement of a task's critics, but this "
                 f"policy has n_critics={n_critics}. Use n_critics >= 2 (the SAC default) or adaptive=False."
             )
-        candidates = proposals[0] if self.score == "mean" else proposals[1]  # (T, N, A)
+        candidates = proposals.means if self.score == "mean" else proposals.samples  # (T, N, A)
         q = policy.critic.score_critics(features, candidates.transpose(0, 1), tasks)  # (C, N, T)
         scores = q[0] if self.critic_reduce == "q1" else q.min(dim=0).values
         own = tasks.unsqueeze(1)  # (N, 1)
@@ -489,12 +503,12 @@ class QSwitchCollector(Collector):
             per_critic = q - q.gather(2, own.unsqueeze(0).expand(q.shape[0], -1, -1))  # (C, N, T) advantages
             uncertainty = per_critic.max(dim=0).values - per_critic.min(dim=0).values
         confident = advantage > self.uncertainty_scale * uncertainty
-        confident &= th.isfinite(proposals[0]).all(dim=2).T & th.isfinite(proposals[1]).all(dim=2).T
+        confident &= th.isfinite(proposals.means).all(dim=2).T & th.isfinite(proposals.samples).all(dim=2).T
         confident.scatter_(1, own, False)
         return scores, confident
 
     def _select_adaptive(
-        self, policy: Any, features: th.Tensor, tasks: th.Tensor, deterministic: bool
+        self, policy: MixtureNetworks, features: th.Tensor, tasks: th.Tensor, deterministic: bool
     ) -> tuple[th.Tensor, th.Tensor]:
         """:meth:`select` of the adaptive switch (every row re-scored every step, no per-row loop)."""
         n = features.shape[0]
@@ -526,7 +540,7 @@ class QSwitchCollector(Collector):
                 )
                 decision = th.where(draws < self.own_prob, tasks, decision)
             chosen = th.where(decide, decision, previous)
-            actions = proposals[1][chosen, th.arange(n, device=features.device)]
+            actions = proposals.samples[chosen, th.arange(n, device=features.device)]
             decide = decide.cpu()
         chosen_cpu = chosen.cpu()
         self._close_windows(decide.nonzero().squeeze(1))
@@ -538,7 +552,7 @@ class QSwitchCollector(Collector):
         return actions, chosen
 
     def select(
-        self, policy: Any, features: th.Tensor, tasks: th.Tensor, deterministic: bool = False
+        self, policy: MixtureNetworks, features: th.Tensor, tasks: th.Tensor, deterministic: bool = False
     ) -> tuple[th.Tensor, th.Tensor]:
         if self.adaptive:
             return self._select_adaptive(policy, features, tasks, deterministic)
@@ -550,7 +564,9 @@ class UniformCollector(Collector):
 
     name = "uniform"
 
-    def _decide(self, policy: Any, features: th.Tensor, tasks: th.Tensor, proposals: Any) -> th.Tensor:
+    def _decide(
+        self, policy: MixtureNetworks, features: th.Tensor, tasks: th.Tensor, proposals: Proposals | None
+    ) -> th.Tensor:
         generator = self._generator(tasks.device)
         if generator is None:
             return th.randint(self.num_tasks, tasks.shape, device=tasks.device)
@@ -603,7 +619,9 @@ class FixedMixtureCollector(Collector):
         self.matrix = check_mixture_matrix(matrix, num_tasks)
         self._probs = th.as_tensor(self.matrix, dtype=th.float32)
 
-    def _decide(self, policy: Any, features: th.Tensor, tasks: th.Tensor, proposals: Any) -> th.Tensor:
+    def _decide(
+        self, policy: MixtureNetworks, features: th.Tensor, tasks: th.Tensor, proposals: Proposals | None
+    ) -> th.Tensor:
         probs = self._probs.to(tasks.device)[tasks]
         generator = self._generator(tasks.device)
         return th.multinomial(probs, 1, generator=generator).squeeze(1)

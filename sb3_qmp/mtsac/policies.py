@@ -23,6 +23,7 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
 from sb3_qmp.common.batched import BatchedMLP, member_layout, run_rows
+from sb3_qmp.common.interfaces import Proposals
 from sb3_qmp.common.multitask_env import one_hot_error
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
@@ -106,12 +107,12 @@ class MultiTaskActor(nn.Module):
         )
         return layout.unpack(packed)
 
-    def propose(self, obs: th.Tensor, deterministic: bool = False) -> tuple[th.Tensor, th.Tensor]:
+    def propose(self, obs: th.Tensor, deterministic: bool = False) -> Proposals:
         """Every policy's proposal for every row: ``obs`` ``(N, D)`` -> ``(mean_actions, sampled_actions)``,
         both ``(T, N, A)`` (the mean is squashed too); ``deterministic``: the "sample" is the mean (no draw)."""
         mean, log_std = self.distribution_params(obs.unsqueeze(0).expand(self.num_tasks, -1, -1))
         means = th.tanh(mean)
-        return means, means if deterministic else squashed_gaussian_action(mean, log_std)
+        return Proposals(means, means if deterministic else squashed_gaussian_action(mean, log_std))
 
 
 class MultiTaskCritic(nn.Module):

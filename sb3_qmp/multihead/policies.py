@@ -17,6 +17,7 @@ from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
 
 from sb3_qmp.common.batched import BatchedMLP, MemberLayout, member_layout
+from sb3_qmp.common.interfaces import Proposals
 from sb3_qmp.mtsac.policies import (
     LOG_STD_MAX,
     LOG_STD_MIN,
@@ -89,13 +90,13 @@ class MultiHeadActor(MultiTaskActor):
         mean, log_std = self._heads(layout.pack(self.trunk_features(obs)))
         return layout.unpack(squashed_gaussian_action(mean, log_std, deterministic))
 
-    def propose(self, obs: th.Tensor, deterministic: bool = False) -> tuple[th.Tensor, th.Tensor]:
+    def propose(self, obs: th.Tensor, deterministic: bool = False) -> Proposals:
         """All T heads' proposals ``(T, N, A)`` (squashed means, samples) from ONE trunk pass over ``(N, D)``;
         ``deterministic``: the "sample" is the mean (no draw)."""
         hidden = self.trunk_features(obs)
         mean, log_std = self._heads(hidden.unsqueeze(0).expand(self.num_tasks, -1, -1))
         means = th.tanh(mean)
-        return means, means if deterministic else squashed_gaussian_action(mean, log_std)
+        return Proposals(means, means if deterministic else squashed_gaussian_action(mean, log_std))
 
 
 class MultiHeadCritic(MultiTaskCritic):

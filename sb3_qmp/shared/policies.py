@@ -16,6 +16,7 @@ from gymnasium import spaces
 from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
 
+from sb3_qmp.common.interfaces import Proposals
 from sb3_qmp.mtsac.policies import (
     LOG_STD_MAX,
     LOG_STD_MIN,
@@ -62,15 +63,15 @@ class SharedActor(MultiTaskActor):
         mean, log_std = self.distribution_params(obs.unsqueeze(0))
         return squashed_gaussian_action(mean, log_std, deterministic).squeeze(0)
 
-    def propose(self, obs: th.Tensor, deterministic: bool = False) -> tuple[th.Tensor, th.Tensor]:
+    def propose(self, obs: th.Tensor, deterministic: bool = False) -> Proposals:
         """``(T, N, A)`` proposals (one forward pass; the T "policies" are the same network); ``deterministic``:
         the "sample" is the mean (no draw)."""
         mean, log_std = self.distribution_params(obs.unsqueeze(0))
         means = th.tanh(mean).expand(self.num_tasks, -1, -1)
         if deterministic:
-            return means, means
+            return Proposals(means, means)
         sampled = squashed_gaussian_action(mean.expand(self.num_tasks, -1, -1), log_std.expand(self.num_tasks, -1, -1))
-        return means, sampled
+        return Proposals(means, sampled)
 
 
 class SharedCritic(MultiTaskCritic):
