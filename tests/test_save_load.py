@@ -89,3 +89,24 @@ def test_load_with_a_different_task_count_fails_clearly(tmp_path, point_env):
 def test_load_from_a_bad_path_fails_clearly(tmp_path):
     with pytest.raises(FileNotFoundError, match="No saved model"):
         QMP.load(tmp_path / "missing.zip")
+
+
+def test_who_acted_for_whom_is_restored_whole(tmp_path) -> None:
+    """Selection counts and every sharing statistic of the collector survive save/load."""
+    from sb3_qmp import QMP
+
+    model = QMP(
+        make_multitask_vec_env("MultiGoalPoint-v0", seed=0),
+        learning_starts=20,
+        batch_size=8,
+        seed=0,
+        collector_kwargs=dict(commit_steps=3),
+    )
+    model.learn(200)
+    model.save(tmp_path / "model.zip")
+    loaded = QMP.load(tmp_path / "model.zip")
+    np.testing.assert_array_equal(loaded.selection_counts, model.selection_counts)
+    for name in type(model.collector).STATISTICS:
+        np.testing.assert_array_equal(getattr(loaded.collector, name), getattr(model.collector, name), err_msg=name)
+    assert model.collector.step_count.sum() > 0
+    np.testing.assert_array_equal(loaded.collector.share_fraction(), model.collector.share_fraction())

@@ -58,6 +58,15 @@ class Collector:
 
     name: ClassVar[str] = "base"
     needs_proposals: ClassVar[bool] = False
+    # Per-task statistics of who acted for whom (saved and restored with the model).
+    STATISTICS: ClassVar[tuple[str, ...]] = (
+        "window_len_sum",
+        "window_count",
+        "step_count",
+        "shared_step_count",
+        "shared_len_sum",
+        "shared_count",
+    )
     scores_every_step: bool = False  # True when committed rows are re-scored every step (switch_margin)
 
     def __init__(self, num_tasks: int, commit_steps: int = 1, own_prob: float = 0.0, warmup_steps: int = 0) -> None:

@@ -395,8 +395,10 @@ class MultiTaskSAC(OffPolicyAlgorithm):
             getattr(self, "collector_class", None) or self.collector_name, self.num_tasks, **self.collector_kwargs
         )
         if isinstance(saved_collector, Collector) and saved_collector.num_tasks == self.num_tasks:
-            self.collector.window_len_sum = saved_collector.window_len_sum
-            self.collector.window_count = saved_collector.window_count
+            # Every statistic of who acted for whom carries over (files of earlier versions: those they have).
+            for name in Collector.STATISTICS:
+                if hasattr(saved_collector, name):
+                    setattr(self.collector, name, getattr(saved_collector, name))
         if self.selection_counts is None:
             self.selection_counts = np.zeros((self.num_tasks, self.num_tasks), dtype=np.int64)
         if len(self.__dict__.get("task_success_buffer") or ()) != self.num_tasks:
