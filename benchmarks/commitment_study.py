@@ -34,7 +34,6 @@ import platform
 import sys
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,7 +91,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help=f"configs to run (space- or comma-separated); known: {', '.join(CONFIGS)}",
     )
     parser.add_argument("--out", type=str, default="benchmarks/results", help="output folder")
-    parser.add_argument("--jobs", type=int, default=1, help="parallel runs (processes); 1 = sequential")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time (CPUs of the local Ray instance)")
     parser.add_argument("--learning-starts", type=int, default=1000, help="uniform-random env steps before learning")
     parser.add_argument("--batch-size", type=int, default=256, help="minibatch per task and gradient step")
     parser.add_argument("--net-arch", type=int, nargs="+", default=[64, 64], help="hidden layers of actors and critics")
@@ -298,19 +297,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     jobs = [(name, seed) for seed in args.seeds for name in args.configs]
     start = time.perf_counter()
     runs: list[dict[str, Any]] = []
-    if args.jobs == 1:
-        for name, seed in jobs:
-            runs.append(run_one(name, seed, args))
-            r = runs[-1]
-            print(
-                f"[{len(runs)}/{len(jobs)}] {name} seed={seed}: eval={r['eval_success']} "
-                f"train={[round(x, 2) for x in r['train_success']]} ({r['train_seconds']:.0f} s)",
-                flush=True,
-            )
-    else:
-        with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-            futures = [pool.submit(run_one, name, seed, args) for name, seed in jobs]
-            runs = [fut.result() for fut in futures]
+    from sb3_qmp.grid.engine import map_script
+
+    def report(index: int, r: dict[str, Any]) -> None:
+        print(
+            f"{r['config']} seed={r['seed']}: eval={r['eval_success']} "
+            f"train={[round(x, 2) for x in r['train_success']]} ({r['train_seconds']:.0f} s)",
+            flush=True,
+        )
+
+    # Every run a Ray task (the package's grid engine), --jobs at a time.
+    runs = map_script(__file__, "run_one", [(name, seed, args) for name, seed in jobs], num_cpus=args.jobs, on_result=report)
     wall_s = time.perf_counter() - start
     payload = write_results(args.out, args, runs, wall_s)
     print(payload["table_markdown"])

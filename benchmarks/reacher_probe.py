@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -173,13 +171,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     if args.steps <= args.learning_starts or args.eval_freq < 1 or args.steps % args.eval_freq:
         parser.error("--steps must exceed --learning-starts and be a multiple of --eval-freq (>= 1)")
     jobs = [(v, t, s) for s in args.seeds for t in args.tasks for v in args.versions]  # versions side by side
-    if args.jobs == 1:
-        results = [run_one(v, t, s, args) for v, t, s in jobs]
-    else:
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
-            futures = [pool.submit(run_one, v, t, s, args) for v, t, s in jobs]
-            results = [future.result() for future in futures]
+    from sb3_qmp.grid.engine import map_script
+
+    # Every run a Ray task (the package's grid engine), --jobs at a time.
+    results = map_script(__file__, "run_one", [(v, t, s, args) for v, t, s in jobs], num_cpus=args.jobs)
     print(summarize(results, args.out))
     return results
 

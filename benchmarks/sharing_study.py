@@ -676,24 +676,30 @@ def plan(todo: list[tuple[dict[str, Any], int]], records: list[dict[str, Any]], 
 def run_cells(args: argparse.Namespace, todo: list[tuple[dict[str, Any], int]], records: list[dict[str, Any]]) -> None:
     """Run the cells as Ray tasks (the package's grid engine: ``--jobs`` CPUs of a local instance, or the
     cluster at ``--address``), one CPU each; append each finished cell's record to ``records``."""
-    from sb3_qmp.grid.engine import as_completed, call_script_function, ray_session, submit
+    from sb3_qmp.grid.engine import map_script
 
-    script = os.path.abspath(__file__)
-    failures = []
-    with ray_session(args.address, None if args.address else args.jobs):
-        calls = [
-            (script, "run_cell", (settings, seed, os.path.abspath(args.out)), args.nice, args.threads)
-            for settings, seed in todo
-        ]
-        for i, (index, record) in enumerate(as_completed(submit(call_script_function, calls, num_cpus=1)), 1):
-            if isinstance(record, BaseException):  # the other cells go on; this one reruns next time
-                settings, seed = todo[index]
-                failures.append(f"{settings['env']} {settings['config']} seed={seed}: {record}")
-                continue
-            records.append(record)
-            _report(i, len(todo), record)
-    if failures:
-        raise SystemExit("Cells failed (rerun the command to retry them):\n" + "\n".join(failures))
+    calls = [(settings, seed, os.path.abspath(args.out)) for settings, seed in todo]
+    done = 0
+
+    def report(index: int, record: dict[str, Any]) -> None:
+        nonlocal done
+        done += 1
+        records.append(record)
+        _report(done, len(todo), record)
+
+    try:
+        map_script(
+            __file__,
+            "run_cell",
+            calls,
+            num_cpus=args.jobs,
+            address=args.address,
+            nice=args.nice,
+            threads=args.threads,
+            on_result=report,
+        )
+    except RuntimeError as error:  # the other cells finished and are kept; the failed ones rerun next time
+        raise SystemExit(f"{error}\nRerun the command to retry them.") from None
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

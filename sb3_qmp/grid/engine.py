@@ -120,6 +120,39 @@ def call_script_function(script: str, function: str, args: tuple[Any, ...], nice
     return getattr(module, function)(*args)
 
 
+def map_script(
+    script: str,
+    function: str,
+    calls: Sequence[tuple[Any, ...]],
+    num_cpus: int | None = None,
+    address: str | None = None,
+    nice: int = 0,
+    threads: int = 1,
+    on_result: Callable[[int, Any], None] | None = None,
+) -> list[Any]:
+    """``[script.function(*args) for args in calls]``, each call a Ray task of one CPU (a local instance of
+    ``num_cpus`` CPUs, or the cluster at ``address``); results in the order of ``calls``.
+
+    :param on_result: called with ``(index, result)`` as each call finishes (e.g. to report progress).
+    :raises RuntimeError: after every call has finished, if some failed (naming them).
+    """
+    script = os.path.abspath(script)
+    results: list[Any] = [None] * len(calls)
+    failures = []
+    with ray_session(address, None if address else num_cpus):
+        refs = submit(call_script_function, [(script, function, tuple(args), nice, threads) for args in calls])
+        for index, result in as_completed(refs):
+            if isinstance(result, BaseException):
+                failures.append(f"{function}{tuple(calls[index])!r}: {type(result).__name__}: {result}")
+                continue
+            results[index] = result
+            if on_result is not None:
+                on_result(index, result)
+    if failures:
+        raise RuntimeError(f"{len(failures)} of {len(calls)} tasks failed:\n" + "\n".join(failures))
+    return results
+
+
 # ----------------------------------------------------------------------------------------------
 # Progress view
 # ----------------------------------------------------------------------------------------------
@@ -321,6 +354,7 @@ __all__ = [
     "ProgressView",
     "as_completed",
     "call_script_function",
+    "map_script",
     "progress_rows",
     "progress_text",
     "ray_session",
