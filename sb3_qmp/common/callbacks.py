@@ -76,7 +76,7 @@ class PerTaskEvalCallback(BaseCallback):
     flag was set at *any* step (``success_any_step``; the strict ``success`` is the env's ``is_success``
     at the last step) and its default evaluation key runs the *mixture*; it logs the own policies as a
     second key, and the paper does not say which one it plots. The own-policy strict numbers stay the
-    main keys (as before). Each evaluation runs ``n_eval_episodes`` episodes **per task** and mode and
+    main keys. Each evaluation runs ``n_eval_episodes`` episodes **per task** and mode and
     records, per task and averaged over tasks:
 
     * to the SB3 logger (stdout, tensorboard, csv): own policies ``<prefix>/task_<i>/success_rate``

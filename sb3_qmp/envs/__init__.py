@@ -46,7 +46,7 @@ def register_envs() -> None:
     """Register this package's env ids (idempotent)."""
     specs: dict[str, dict[str, Any]] = {
         "MultiGoalPoint-v0": {"entry_point": "sb3_qmp.envs:make_multi_goal_point", "max_episode_steps": 30},
-        # Point-mass task sets of the sharing study (issue 14): a sparse detour, many tasks, nothing to share.
+        # Point-mass task sets of the sharing study (docs/commitment.md): a sparse detour, many tasks, nothing to share.
         "DetourPoint-v0": {"entry_point": "sb3_qmp.envs:make_detour_point", "max_episode_steps": 40},
         "ManyGoalPoint-v0": {"entry_point": "sb3_qmp.envs:make_many_goal_point", "max_episode_steps": 30},
         "ConflictPoint-v0": {"entry_point": "sb3_qmp.envs:make_conflict_point", "max_episode_steps": 30},

@@ -1,5 +1,5 @@
 """``ConflictPoint-v0``: four tasks with nothing to share, where sharing can only cost (study task
-set (c) of issue 14).
+set (c) of the sharing study, docs/commitment.md).
 
 The point mass of :class:`~sb3_qmp.envs.point.PointTasksEnv` (start near the origin, velocity actions
 scaled by 0.2, success within 0.15 of the goal ends the episode, 30-step limit). Four dense tasks go

@@ -1,5 +1,5 @@
 """``DetourPoint-v0``: a sparse task whose only route is another task's multi-step behaviour, which
-conflicts with it past the shared part (study task set (a) of issue 14).
+conflicts with it past the shared part (task set (a) of the sharing study, docs/commitment.md).
 
 The point mass of :class:`~sb3_qmp.envs.point.PointTasksEnv` (start near the origin, velocity actions
 scaled by 0.2, success within 0.15 of the goal ends the episode, 40-step limit) with a horizontal wall

@@ -1,4 +1,4 @@
-"""``ManyGoalPoint-v0``: twelve tasks, most of which share nothing (study task set (b) of issue 14).
+"""``ManyGoalPoint-v0``: twelve tasks, most of which share nothing (task set (b) of the sharing study, docs/commitment.md).
 
 The point mass of :class:`~sb3_qmp.envs.point.PointTasksEnv` (start near the origin, velocity actions
 scaled by 0.2, success within 0.15 of the goal ends the episode, 30-step limit). Ten dense tasks have
