@@ -176,6 +176,8 @@ def plot_command(summary_file: Path, metrics: list[str], views: list[str], args:
         command += ["--highlight-task", str(args.highlight_task)]
     if args.selection_windows:
         command += ["--selection-windows", *args.selection_windows]
+    if args.title_note:
+        command += ["--title-note", args.title_note]
     return shlex.join(command)
 
 
@@ -245,7 +247,10 @@ def write_summary(args: argparse.Namespace) -> dict[str, Any]:
         atomic_write_json(summary_file, result)
         atomic_write_text(args.out / "summary.md", table)
         if not args.no_plots:
-            for path in plot_runs(runs, str(args.out), metrics, views, args.highlight_task, args.windows):
+            figures = plot_runs(
+                runs, str(args.out), metrics, views, args.highlight_task, args.windows, title_note=args.title_note
+            )
+            for path in figures:
                 print(path)
     return result
 
@@ -270,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--summarize-only", action="store_true", help="do not train; summarise the finished runs in --logs")
     parser.add_argument("--no-plots", action="store_true", help="write summary.json and summary.md only (no PNGs)")
     parser.add_argument("--highlight-task", type=int, default=None, help="task emphasised in the per-task figures")
+    parser.add_argument("--title-note", default=None, help="second title line of the figures (e.g. the budget share)")
     parser.add_argument(
         "--selection-windows", nargs=2, metavar="START:END", help="early/late windows of the selection matrices"
     )

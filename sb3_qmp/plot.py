@@ -176,6 +176,7 @@ def plot_curves(
     metric: str = "success",
     view: str = "own",
     highlight_task: int | None = None,
+    title_note: str | None = None,
 ) -> list[str]:
     """Figure 4 (mean over tasks) and Figure 6 (per task) of ``metric`` on ``env``; returns the PNG paths.
 
@@ -185,6 +186,7 @@ def plot_curves(
     :param metric: one of :data:`~sb3_qmp.common.results.METRICS`.
     :param view: evaluation mode(s): ``"own"``, ``"mixture"`` or ``"both"``.
     :param highlight_task: task drawn emphasised in the per-task figure and alone in its own figure.
+    :param title_note: a second title line of the mean-over-tasks figure (e.g. the budget's share of the paper's).
     """
     plt = _pyplot()
     from matplotlib.ticker import FuncFormatter
@@ -226,7 +228,7 @@ def plot_curves(
     draw(ax, None, legend=True)
     ax.set_xlabel("environment steps")
     ax.set_ylabel(f"{ylabel}\n(mean over tasks)")
-    ax.set_title(f"{env}, {VIEW_TEXT[view]}", fontsize=10)
+    ax.set_title(f"{env}, {VIEW_TEXT[view]}" + (f"\n{title_note}" if title_note else ""), fontsize=10)
     ax.legend(fontsize=8)
     paths.append(os.path.join(output, f"{env}_{metric}{_suffix(view)}.png"))
     fig.savefig(paths[-1], dpi=100)
@@ -376,6 +378,7 @@ def plot_runs(
     highlight_task: int | None = None,
     windows: Sequence[tuple[float, float]] | None = None,
     heatmaps: bool = True,
+    title_note: str | None = None,
 ) -> list[str]:
     """Every figure of ``runs`` (per env, metric and view, plus the selection matrices); returns the PNGs.
 
@@ -386,6 +389,7 @@ def plot_runs(
     :param highlight_task: task to emphasise in the per-task figures.
     :param windows: the two training windows of the early/late selection matrices.
     :param heatmaps: draw the selection matrices.
+    :param title_note: second title line of the mean-over-tasks figures (e.g. the budget's share of the paper's).
     """
     if not runs:
         raise ValueError("No runs to plot.")
@@ -398,7 +402,7 @@ def plot_runs(
                     # It would repeat the own-policy figure.
                     _note(f"No mixture {metric} recorded on {env}: no {view} figure of it (the own one has it all).")
                     continue
-                paths += plot_curves(runs, env, output, metric, view, highlight_task)
+                paths += plot_curves(runs, env, output, metric, view, highlight_task, title_note)
         if heatmaps:
             paths += plot_selection(runs, env, output, windows)
     return paths
@@ -522,6 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="START:END",
         help="early and late env-step windows of the selection matrices (e.g. 0:200k 400k:600k; default: first/last third)",
     )
+    parser.add_argument("--title-note", default=None, help="second title line of the mean-over-tasks figures")
     parser.add_argument("--no-heatmaps", action="store_true", help="skip the selection matrices of the runs")
     parser.add_argument(
         "--heatmap", action="append", default=[], metavar="PATH", help="heatmap of a saved model (.zip), .npz or run folder"
@@ -560,7 +565,9 @@ def main(argv: Sequence[str] | None = None) -> list[str]:
         output = args.output or "."
     paths: list[str] = []
     if runs:
-        paths += plot_runs(runs, output, args.metric, args.mode, args.highlight_task, windows, not args.no_heatmaps)
+        paths += plot_runs(
+            runs, output, args.metric, args.mode, args.highlight_task, windows, not args.no_heatmaps, args.title_note
+        )
     for path in args.heatmap:
         stem = os.path.splitext(os.path.basename(os.path.normpath(path)))[0]
         paths.append(plot_heatmap(load_selection_counts(path), os.path.join(output, f"{stem}_selection.png"), title=stem))

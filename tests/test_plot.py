@@ -382,3 +382,20 @@ def test_heatmap_reads_a_model_without_unpickling(tmp_path: Path, monkeypatch: p
     (tmp_path / "notes.txt").write_text("not a model")
     with pytest.raises(ValueError, match=r"--heatmap .*notes.txt: not a saved model \(not a zip file\)"):
         load_selection_counts(str(tmp_path / "notes.txt"))
+
+
+def test_title_note_is_the_second_title_line(fake_logs: Path, tmp_path: Path, figures: dict[str, Figure]) -> None:
+    main(
+        [
+            str(fake_logs),
+            "--output",
+            str(tmp_path / "out"),
+            "--no-heatmaps",
+            "--metric",
+            "success",
+            "--title-note",
+            "1/3 of the budget",
+        ]
+    )
+    title = figures[f"{ENV}_success.png"].axes[0].get_title()
+    assert title.endswith("\n1/3 of the budget")
