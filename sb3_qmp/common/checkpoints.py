@@ -21,6 +21,7 @@ env-step boundaries as an uninterrupted one (same env steps at the end, same num
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import time
@@ -31,6 +32,7 @@ from typing import Any
 
 from stable_baselines3.common.callbacks import BaseCallback
 
+from sb3_qmp.common.checks import check_int, check_real
 from sb3_qmp.common.files import TMP_PREFIX, atomic_copy, atomic_save, atomic_write_json, fsync_dir, sha256
 
 CHECKPOINT_DIR = "checkpoints"
@@ -115,6 +117,11 @@ def latest_checkpoint(run_dir: str | os.PathLike[str], verify_hashes: bool = Tru
     return None
 
 
+def _check_keep(keep: int) -> None:
+    if keep < 2:
+        raise ValueError(f"keep must be >= 2 (a damaged newest checkpoint needs one to fall back to), got {keep}.")
+
+
 def write_checkpoint(model: Any, run_dir: str | os.PathLike[str], env_id: str | None = None, keep: int = 2) -> Checkpoint:
     """Write a complete checkpoint of ``model`` into ``run_dir/checkpoints/`` and keep the newest ``keep``.
 
@@ -125,8 +132,7 @@ def write_checkpoint(model: Any, run_dir: str | os.PathLike[str], env_id: str | 
         that a damaged newest checkpoint has one to fall back to.
     :return: the new checkpoint.
     """
-    if keep < 2:
-        raise ValueError(f"keep must be >= 2 (a damaged newest checkpoint needs one to fall back to), got {keep}.")
+    _check_keep(keep)
     run = Path(run_dir)
     root = run / CHECKPOINT_DIR
     root.mkdir(parents=True, exist_ok=True)
@@ -204,12 +210,11 @@ class RunCheckpointCallback(BaseCallback):
         super().__init__(verbose)
         if every_minutes is None and every_steps is None:
             raise ValueError("Give every_minutes, every_steps or both: otherwise no checkpoint is ever taken.")
-        if every_minutes is not None and not every_minutes > 0:
-            raise ValueError(f"every_minutes must be > 0, got {every_minutes}.")
-        if every_steps is not None and every_steps < 1:
-            raise ValueError(f"every_steps must be >= 1, got {every_steps}.")
-        if keep < 2:
-            raise ValueError(f"keep must be >= 2 (a damaged newest checkpoint needs one to fall back to), got {keep}.")
+        if every_minutes is not None:
+            check_real("every_minutes", every_minutes, 0.0, math.inf, low_open=True)
+        if every_steps is not None:
+            check_int("every_steps", every_steps, 1)
+        _check_keep(keep)
         self.run_dir = Path(run_dir)
         self.every_minutes = every_minutes
         self.every_steps = every_steps

@@ -52,19 +52,18 @@ class ReportErrors(gym.Wrapper):
         text += "".join(traceback.format_exception(error)[-4:])
         Path(self.report_dir, f"{os.getpid()}.txt").write_text(text)
 
-    def reset(self, **kwargs: Any) -> Any:
+    def _reported(self, where: str, call: Callable[[], Any]) -> Any:
         try:
-            return self.env.reset(**kwargs)
+            return call()
         except Exception as error:
-            self._report("reset", error)
+            self._report(where, error)
             raise
 
+    def reset(self, **kwargs: Any) -> Any:
+        return self._reported("reset", lambda: self.env.reset(**kwargs))
+
     def step(self, action: Any) -> Any:
-        try:
-            return self.env.step(action)
-        except Exception as error:
-            self._report("step", error)
-            raise
+        return self._reported("step", lambda: self.env.step(action))
 
 
 class _ReportingFactory:
@@ -103,19 +102,18 @@ class MultiTaskSubprocVecEnv(SubprocVecEnv):
         self.closed = True  # the pipes are broken: close() must not wait on them
         raise RuntimeError(f"A SubprocVecEnv worker died ({type(error).__name__}):\n{details}") from error
 
-    def step_wait(self) -> VecEnvStepReturn:
+    def _guarded(self, call: Callable[[], Any]) -> Any:
         try:
-            return super().step_wait()
+            return call()
         except WORKER_ERRORS as error:
             self._raise_worker_error(error)
             raise
 
+    def step_wait(self) -> VecEnvStepReturn:
+        return self._guarded(super().step_wait)
+
     def reset(self) -> VecEnvObs:
-        try:
-            return super().reset()
-        except WORKER_ERRORS as error:
-            self._raise_worker_error(error)
-            raise
+        return self._guarded(super().reset)
 
     def close(self) -> None:
         if not self.closed:

@@ -650,6 +650,14 @@ class MultiTaskSAC(OffPolicyAlgorithm):
         ent_coef_loss = -(self.log_ent_coef * (log_prob + self.target_entropy_value).detach().mean(dim=1)).sum()
         return ent_coef, ent_coef_loss
 
+    def _step_entropy(self, ent_coef_loss: th.Tensor) -> th.Tensor:
+        """One optimizer step of the entropy coefficients; returns the detached loss (for the logs)."""
+        assert self.ent_coef_optimizer is not None
+        self.ent_coef_optimizer.zero_grad()
+        ent_coef_loss.backward()
+        self.ent_coef_optimizer.step()
+        return ent_coef_loss.detach()
+
     def _actor_loss(self, features: th.Tensor, ent_coef: th.Tensor, actions_pi: th.Tensor, log_prob: th.Tensor) -> th.Tensor:
         """Per-task SAC actor loss ``(T,)``; subclasses (e.g. DnC) add their terms here."""
         # The critic is frozen here: the actor loss must not spend time on critic weight gradients.
@@ -705,11 +713,7 @@ class MultiTaskSAC(OffPolicyAlgorithm):
                 {"critic loss": critic_loss, "log-prob": log_prob}, step, type(self).__name__, data, self.num_tasks
             )
             if ent_coef_loss is not None:
-                assert self.ent_coef_optimizer is not None
-                self.ent_coef_optimizer.zero_grad()
-                ent_coef_loss.backward()
-                self.ent_coef_optimizer.step()
-                stats["ent_coef_loss"].append(ent_coef_loss.detach())
+                stats["ent_coef_loss"].append(self._step_entropy(ent_coef_loss))
             self.critic.optimizer.zero_grad()
             critic_loss.sum().backward()
             self.critic.optimizer.step()

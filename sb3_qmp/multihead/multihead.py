@@ -125,11 +125,7 @@ class MultiHeadSAC(MultiTaskSAC):
             step = self._n_updates + gradient_step
             check_finite_update({"critic loss": critic_rows, "log-prob": log_prob}, step, type(self).__name__, data, num_tasks)
             if ent_coef_loss is not None:
-                assert self.ent_coef_optimizer is not None
-                self.ent_coef_optimizer.zero_grad()
-                ent_coef_loss.backward()
-                self.ent_coef_optimizer.step()
-                batch_means["ent_coef_loss"].append(ent_coef_loss.detach())
+                batch_means["ent_coef_loss"].append(self._step_entropy(ent_coef_loss))
             self.critic.optimizer.zero_grad()
             critic_rows.mean().backward()
             self.critic.optimizer.step()
