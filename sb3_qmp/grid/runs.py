@@ -21,7 +21,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -159,7 +159,6 @@ class RunState:
     record: dict[str, Any] | None = None
     progress: dict[str, Any] | None = None
     checkpoint_steps: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def archive_folder(spec: RunSpec, archive: str | Path) -> Path:

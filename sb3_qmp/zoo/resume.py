@@ -25,7 +25,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from sb3_qmp.common.checkpoints import Checkpoint, latest_checkpoint
+from sb3_qmp.common.checkpoints import EVAL_FILES, Checkpoint, latest_checkpoint
 from sb3_qmp.common.files import atomic_copy
 
 DEFAULT_CHECKPOINT_MINUTES = 10.0
@@ -164,8 +164,6 @@ def replace_n_timesteps(argv: list[str], value: int) -> list[str]:
 def restore_evaluations(checkpoint: Checkpoint, run_dir: Path) -> Path | None:
     """Put the checkpoint's evaluation files back into the run folder (rows written after the checkpoint
     are dropped: they are redone); return the restored npz (``None``: the checkpoint has none)."""
-    from sb3_qmp.common.checkpoints import EVAL_FILES
-
     restored = None
     for name in EVAL_FILES:
         if (checkpoint.path / name).is_file():
