@@ -258,12 +258,8 @@ def run_cell(settings: dict[str, Any], seed: int, out: str) -> dict[str, Any]:
     solved = np.asarray(curve_success) >= settings["solve_threshold"] if curve_success else np.zeros((0, num_tasks), bool)
     steps_to_solve = [int(curve_steps[int(np.argmax(solved[:, t]))]) if solved[:, t].any() else None for t in range(num_tasks)]
     selection = model.selection_matrix()
-    counts = model.selection_matrix(normalize=False)
-    totals = counts.sum(axis=1)
-    # Fraction of each task's collection steps (after learning_starts) acted by another task's policy.
-    with np.errstate(invalid="ignore", divide="ignore"):
-        share_fraction = np.where(totals > 0, 1.0 - np.diag(counts) / totals, np.nan)
     collector = model.collector
+    share_fraction = collector.share_fraction()  # of each task's collection steps after learning_starts
     record = {
         "env": env_id,
         "config": settings["config"],

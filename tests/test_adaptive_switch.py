@@ -1,4 +1,5 @@
-"""The adaptive Q-switch (``QSwitchCollector(adaptive=True)``) and the sharing statistics of every collector."""
+"""The adaptive Q-switch (``AdaptiveQSwitchCollector``, ``collector_kwargs=dict(adaptive=True)``) and the sharing
+statistics of every collector."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from conftest import SMALL_KWARGS, set_constant_actors, set_distance_critics
 from stable_baselines3.common.logger import configure
 
 from sb3_qmp import QMP, QMPMultiHead, make_multitask_vec_env
-from sb3_qmp.common.collectors import QSwitchCollector
+from sb3_qmp.common.collectors import make_collector
+from sb3_qmp.qmp import AdaptiveQSwitchCollector
 
 # Policy j proposes action (MEANS[j], 0); task i's first critic prefers the proposal of PREFERRED[i].
 MEANS = np.array([[-0.6, 0.0], [-0.2, 0.0], [0.2, 0.0], [0.6, 0.0]])
@@ -106,7 +108,9 @@ def test_batched_choice_matches_the_rule_row_by_row(cls, uncertainty, reduce):
     features, tasks = model.policy.split_obs(th.as_tensor(obs, dtype=th.float32))
     shares = []
     for kappa in (0.0, 0.3, 1.0):
-        collector = QSwitchCollector(4, critic_reduce=reduce, adaptive=True, uncertainty_scale=kappa, uncertainty=uncertainty)
+        collector = make_collector(
+            "qswitch", 4, critic_reduce=reduce, adaptive=True, uncertainty_scale=kappa, uncertainty=uncertainty
+        )
         with th.no_grad():
             th.manual_seed(0)
             proposals = model.policy.actor.propose(features)
@@ -180,7 +184,7 @@ def test_own_prob_forces_the_own_policy_at_decisions_only(point_env, monkeypatch
     current = table_critic(model, monkeypatch)
     current["q"] = row0([0, 2, 1, 0])
     draws = iter([th.tensor([0.9, 1.0, 1.0, 1.0]), th.tensor([0.0, 0.0, 0.0, 0.0])])
-    monkeypatch.setattr(th, "rand", lambda n, device=None: next(draws))
+    monkeypatch.setattr(th, "rand", lambda n, device=None, generator=None: next(draws))
     obs = point_env.reset()
     assert select(model, obs)[0] == 1  # draw 0.9 >= 0.5: the switch decides
     np.testing.assert_array_equal(select(model, obs), [1, 1, 2, 3])  # row 0 keeps 1: no decision, no own_prob
@@ -196,8 +200,8 @@ def test_zero_scale_without_keep_is_the_plain_switch(cls, score, critic_reduce, 
     model = cls(env, seed=2, **SMALL_KWARGS)
     model.learn(150)  # trained a little: generic critics, no ties
     common = dict(score=score, critic_reduce=critic_reduce, own_prob=own_prob)
-    plain = QSwitchCollector(4, **common)
-    adaptive = QSwitchCollector(4, **common, adaptive=True, uncertainty_scale=0.0, adaptive_keep=False)
+    plain = make_collector("qswitch", 4, **common)
+    adaptive = make_collector("qswitch", 4, **common, adaptive=True, uncertainty_scale=0.0, adaptive_keep=False)
     obs = env.reset()
     shared = 0
     for _ in range(6):
@@ -236,21 +240,20 @@ def test_deterministic_evaluation_copy_and_save_load(point_env, tmp_path):
     model = hand_set(point_env, second=MEANS[PREFERRED, 0] + 0.05, adaptive=True, uncertainty_scale=2.0)
     obs = point_env.reset()
     select(model, obs)
-    state = (model.collector._choice.clone(), model.collector._steps_left.clone(), model.collector.step_count.copy())
+    state = (model.collector._choice.clone(), model.collector._steps_left.clone(), model.collector.selection_counts.copy())
     rng = th.get_rng_state()
     mixture, _ = model.predict(obs, deterministic=True, behaviour="mixture")
     np.testing.assert_allclose(mixture, MEANS[PREFERRED], atol=1e-5)  # the winner's mean
     view = model.mixture_policy()
     view.predict(obs, deterministic=True)
-    assert view.collector.adaptive and view.collector.step_count.sum() == 4
+    assert isinstance(view.collector, AdaptiveQSwitchCollector) and view.collector.selection_counts.sum() == 4
     assert th.equal(model.collector._choice, state[0]) and th.equal(model.collector._steps_left, state[1])
-    np.testing.assert_array_equal(model.collector.step_count, state[2])
+    np.testing.assert_array_equal(model.collector.selection_counts, state[2])
     assert th.equal(th.get_rng_state(), rng), "a deterministic evaluation draws nothing from torch's RNG"
 
     model.save(tmp_path / "model")
     loaded = QMP.load(tmp_path / "model", env=point_env)
-    assert isinstance(loaded.collector, QSwitchCollector)
-    assert (loaded.collector.adaptive, loaded.collector.uncertainty_scale) == (True, 2.0)
+    assert isinstance(loaded.collector, AdaptiveQSwitchCollector) and loaded.collector.uncertainty_scale == 2.0
     assert (loaded.collector.uncertainty, loaded.collector.adaptive_keep) == ("value", True)
     np.testing.assert_allclose(loaded.predict(obs, deterministic=True, behaviour="mixture")[0], mixture, atol=1e-6)
     set_twin_targets(loaded.policy, MEANS[PREFERRED, 0], MEANS[TASKS, 0])  # twins now disagree by the advantage
@@ -272,8 +275,10 @@ def test_shared_length_reaches_the_logger(point_env, tmp_path):
     # Every episode is one shared behaviour: one finished behaviour per finished episode, and every shared
     # step is in a finished behaviour or in the open one.
     np.testing.assert_array_equal(collector.shared_count, [len(buffer) for buffer in model.task_success_buffer])
-    np.testing.assert_array_equal(collector.shared_len_sum + collector._run_len, collector.shared_step_count)
-    np.testing.assert_array_equal(collector.shared_step_count, collector.step_count)
+    steps = collector.selection_counts.sum(axis=1)
+    shared_steps = steps - np.diag(collector.selection_counts)
+    np.testing.assert_array_equal(collector.shared_len_sum + collector._run_len, shared_steps)
+    np.testing.assert_array_equal(shared_steps, steps)
 
 
 def test_plain_switch_records_shared_behaviours(point_env):
@@ -307,7 +312,7 @@ def test_plain_switch_records_shared_behaviours(point_env):
 )
 def test_adaptive_argument_validation(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        QSwitchCollector(4, **kwargs)
+        make_collector("qswitch", 4, **kwargs)
 
 
 def test_adaptive_needs_twin_critics(point_env):

@@ -289,7 +289,7 @@ def test_own_prob_windows_survive_the_switch_margin(point_env, monkeypatch):
     model = hand_set_qmp(point_env, commit_steps=50, own_prob=0.5, switch_margin=0.01)
     forced = th.tensor([True, False, True, False])
     draws = iter([th.where(forced, 0.0, 1.0)])  # the first decision forces rows 0 and 2, later ones none
-    monkeypatch.setattr(th, "rand", lambda n, device=None: next(draws, th.ones(n)))
+    monkeypatch.setattr(th, "rand", lambda n, device=None, generator=None: next(draws, th.ones(n)))
     obs = point_env.reset()
     first = select(model, obs)[1]
     tasks = np.arange(4)

@@ -13,6 +13,7 @@ from conftest import set_constant_actors, set_distance_critics
 from stable_baselines3.common.vec_env import VecEnvWrapper
 
 from sb3_qmp import make_multitask_vec_env
+from sb3_qmp.common.collectors import make_collector
 from sb3_qmp.common.finite import NonFiniteUpdateError
 from sb3_qmp.registry import get_algo
 
@@ -112,7 +113,7 @@ def test_non_finite_critic_score_never_wins() -> None:
         policy.critic.q_net.output.bias[1::4] = float("nan")
     features, tasks = th.zeros(4, policy.features_dim), th.arange(4)
     for collector_kwargs in (dict(), dict(adaptive=True)):
-        collector = type(model.collector)(4, **collector_kwargs)
+        collector = make_collector("qswitch", 4, **collector_kwargs)
         _, chosen = collector.select(policy, features, tasks, deterministic=True)
         assert chosen[1] == 1  # its own policy, not whichever nan "wins" an argmax
         assert chosen[0] == 2  # the other tasks are unaffected

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from sb3_qmp import QMP, MultiTaskSAC, SharedSAC, make_multitask_vec_env
-from sb3_qmp.common.collectors import QSwitchCollector
+from sb3_qmp.common.collectors import make_collector
 from sb3_qmp.envs.metaworld_door_drawer import task_variations
 
 BAD = [
@@ -47,10 +47,10 @@ def test_defaults_and_sb3_forms_are_accepted() -> None:
 
 def test_collector_options_without_effect_or_nan_are_refused() -> None:
     with pytest.raises(ValueError, match="no effect with commit_steps=1"):
-        QSwitchCollector(4, switch_margin=0.5)
+        make_collector("qswitch", 4, switch_margin=0.5)
     with pytest.raises(ValueError, match="switch_margin must be a number >= 0"):
-        QSwitchCollector(4, commit_steps=3, switch_margin=float("nan"))
-    QSwitchCollector(4, commit_steps=3, switch_margin=0.5)
+        make_collector("qswitch", 4, commit_steps=3, switch_margin=float("nan"))
+    make_collector("qswitch", 4, commit_steps=3, switch_margin=0.5)
 
 
 def test_mixture_episode_start_of_the_wrong_length_is_refused() -> None:

@@ -54,6 +54,7 @@ def test_files_of_earlier_versions_load_and_are_checked(saver: str, env) -> None
     path = DATA / f"model_7727bb6_{saver}.zip"
     model = get_algo(saver).load(path, env=env)
     assert model.num_timesteps == 64
+    assert model.selection_counts.sum() == 48  # the model held them then; the collector holds them now
     actions, _ = model.predict(env.reset(), deterministic=True)
     assert actions.shape == (4, 2)
     for loader in ALGOS:

@@ -108,5 +108,5 @@ def test_who_acted_for_whom_is_restored_whole(tmp_path) -> None:
     np.testing.assert_array_equal(loaded.selection_counts, model.selection_counts)
     for name in type(model.collector).STATISTICS:
         np.testing.assert_array_equal(getattr(loaded.collector, name), getattr(model.collector, name), err_msg=name)
-    assert model.collector.step_count.sum() > 0
+    assert model.collector.selection_counts.sum() > 0
     np.testing.assert_array_equal(loaded.collector.share_fraction(), model.collector.share_fraction())

@@ -1,53 +1,48 @@
-"""Data-collection (behaviour) policies for multi-task SAC.
+"""Collectors: which task's policy acts while data is collected for each task.
 
-A collector decides, for every env row collecting data for task ``i``, which task's policy
-``j`` acts. Whatever it picks, the transition is stored in task ``i``'s buffer with task
-``i``'s reward; only the behaviour changes.
+For every env row collecting data for task ``i`` a collector picks the policy ``j`` that acts; the
+transition is stored for task ``i`` with task ``i``'s reward whatever it picks, so only the behaviour changes.
 
-===========  ==================  =========================================================
-name         paper name          choice of ``j`` for a row of task ``i``
-===========  ==================  =========================================================
-``own``      Separated           ``j = i``
-``qswitch``  QMP                 ``argmax_j Q_i(s, a_j)`` over every policy's proposal
-``uniform``  QMP-Uniform         uniform over the T policies
-``fixed``    QMP-Domain          drawn from row ``i`` of a fixed probability matrix
-===========  ==================  =========================================================
+=================  ===========  ==============================================  ==========================
+name               paper name   choice of ``j`` for a row of task ``i``         class (module)
+=================  ===========  ==============================================  ==========================
+``own``            Separated    ``j = i``                                       :class:`OwnPolicyCollector`
+``qswitch``        QMP          ``argmax_j Q_i(s, a_j)`` over all proposals     ``sb3_qmp.qmp.qswitch``
+``uniform``        QMP-Uniform  uniform over the T policies                     ``sb3_qmp.qmp.mixtures``
+``fixed``          QMP-Domain   drawn from row ``i`` of a fixed matrix          ``sb3_qmp.qmp.mixtures``
+=================  ===========  ==============================================  ==========================
 
-Every mixture collector also supports *temporal commitment* (``commit_steps=k``: a choice is
-kept for k steps, or until the episode ends), an *own-policy probability* (``own_prob``:
-each decision picks the row's own policy with that probability) and a *mixture warm-up*
-(``warmup_steps``: every row acts with its own policy until the model has taken that many env
-steps; the paper's "mixture warmup period"). ``k=1, own_prob=0, warmup_steps=0`` is the
-paper's per-step mixture. The Q-switch also has an *adaptive* mode (``adaptive=True``): it shares
-only when another proposal's advantage under the row's critic exceeds the critics' own disagreement,
-and keeps a shared behaviour while that advantage lasts (see :class:`QSwitchCollector`).
+This base class holds what every mixture shares, so that a rule only implements :meth:`Collector._decide`:
 
-Every mixture collector counts, per task, the steps on which another task's policy acted
-(:meth:`Collector.share_fraction`) and the length of every *shared behaviour*: a maximal run of
-consecutive steps of one episode on which the same other policy acted (:meth:`Collector.mean_shared_length`).
+* *temporal commitment* (``commit_steps=k``): a decision is kept for k steps or until the episode ends;
+* the *own-policy probability* (``own_prob``): each decision picks the row's own policy with that probability;
+* the *mixture warm-up* (``warmup_steps``): own policies act until the model has taken that many env steps;
+* the one record of who acted for whom: :attr:`Collector.selection_counts` (``[i, j]``: steps of task ``i``
+  on which policy ``j`` acted) and the lengths of *shared behaviours* (maximal runs of one episode's steps on
+  which the same other policy acted), saved and restored with the model.
 
-``select(..., deterministic=True)`` is the collector's *deterministic* behaviour, used to evaluate
-the mixture as the authors did: every policy acts with its mean action (so the Q-switch scores the
-policies' means whatever ``score`` says, and the winner's mean is executed), while the choice itself
-follows the collector's rules (Q-switch argmax, commitment, switch margin, own-policy probability;
-Uniform and Domain still draw the policy). Evaluation runs on :meth:`Collector.evaluation_copy`, a
-copy with its own commitment state, statistics and random generator, so it never disturbs collection.
+``select(..., deterministic=True)`` evaluates the mixture as the authors did: every policy proposes its mean
+action and the winner's mean is executed, while the choice follows the collector's rules. Evaluation runs on
+:meth:`Collector.evaluation_copy`, which has its own commitments, statistics and random generator.
+
+A new collector is a subclass passed as ``collector=MyCollector`` (see docs/algorithms.md); decorating it with
+:func:`register_collector` also makes it available by its ``name``.
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Any, ClassVar
+import importlib
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch as th
 
 from sb3_qmp.common.interfaces import MixtureNetworks, Proposals
-from sb3_qmp.common.presets import MIXTURE_PRESETS
 
 
 class Collector:
-    """Base class: holds the per-env-row commitment state and the decision protocol.
+    """Base class: per-row commitments, the own-policy probability and the record of who acted for whom.
 
     :param num_tasks: number of tasks T.
     :param commit_steps: how many steps a decision is kept (``1`` re-decides every step).
@@ -57,17 +52,16 @@ class Collector:
     """
 
     name: ClassVar[str] = "base"
-    needs_proposals: ClassVar[bool] = False
+    needs_proposals: ClassVar[bool] = False  # select() passes every policy's proposals to _decide
+    scores_every_step: ClassVar[bool] = False  # committed rows are re-scored every step (see _switch_early)
     # Per-task statistics of who acted for whom (saved and restored with the model).
     STATISTICS: ClassVar[tuple[str, ...]] = (
+        "selection_counts",
         "window_len_sum",
         "window_count",
-        "step_count",
-        "shared_step_count",
         "shared_len_sum",
         "shared_count",
     )
-    scores_every_step: bool = False  # True when committed rows are re-scored every step (switch_margin)
 
     def __init__(self, num_tasks: int, commit_steps: int = 1, own_prob: float = 0.0, warmup_steps: int = 0) -> None:
         if num_tasks < 1:
@@ -82,37 +76,41 @@ class Collector:
         self.commit_steps = int(commit_steps)
         self.own_prob = float(own_prob)
         self.warmup_steps = int(warmup_steps)
-        self._choice: th.Tensor | None = None
-        self._forced_own = th.zeros(0, dtype=th.bool)  # rows whose current window own_prob forced
-        self._steps_left = th.zeros(0, dtype=th.long)
-        self._window_len = th.zeros(0, dtype=th.long)
-        self._row_task = th.zeros(0, dtype=th.long)
-        # Finished commitment windows: total length and count per task.
-        self.window_len_sum = np.zeros(num_tasks, dtype=np.float64)
+        self.reset_state(0)
+        self._choice: th.Tensor | None = None  # nothing committed yet: the first step decides for every row
+        self.selection_counts = np.zeros((num_tasks, num_tasks), dtype=np.int64)
+        self.window_len_sum = np.zeros(num_tasks, dtype=np.float64)  # finished commitment windows per task
         self.window_count = np.zeros(num_tasks, dtype=np.int64)
-        # Sharing: steps per task, steps on which another policy acted, and finished shared behaviours.
-        self.step_count = np.zeros(num_tasks, dtype=np.int64)
-        self.shared_step_count = np.zeros(num_tasks, dtype=np.int64)
-        self.shared_len_sum = np.zeros(num_tasks, dtype=np.float64)
+        self.shared_len_sum = np.zeros(num_tasks, dtype=np.float64)  # finished shared behaviours per task
         self.shared_count = np.zeros(num_tasks, dtype=np.int64)
-        self._run_policy = np.zeros(0, dtype=np.int64)  # the other policy of a row's open shared run (-1: none)
-        self._run_len = np.zeros(0, dtype=np.int64)
-        self._run_task = np.zeros(0, dtype=np.int64)
         # Random choices (own_prob, uniform/fixed draws) use torch's global RNG unless seeded (evaluation copies).
         self._seed: int | None = None
         self._generators: dict[str, th.Generator] = {}
 
-    # -- state ---------------------------------------------------------------------------------
+    @classmethod
+    def variant_for(cls, options: dict[str, Any]) -> type[Collector]:
+        """The class that implements ``options`` (a family of collectors may pick a subclass by option and
+        remove the options it consumed); the base class is its own variant."""
+        return cls
+
+    # -- per-row state -------------------------------------------------------------------------
     def reset_state(self, n_envs: int) -> None:
         """Forget all commitments (e.g. when a new VecEnv is set)."""
         self._choice = th.zeros(n_envs, dtype=th.long)
-        self._forced_own = th.zeros(n_envs, dtype=th.bool)
+        self._forced_own = th.zeros(n_envs, dtype=th.bool)  # rows whose current window own_prob forced
         self._steps_left = th.zeros(n_envs, dtype=th.long)
         self._window_len = th.zeros(n_envs, dtype=th.long)
         self._row_task = th.zeros(n_envs, dtype=th.long)
-        self._run_policy = np.full(n_envs, -1, dtype=np.int64)
+        self._run_policy = np.full(n_envs, -1, dtype=np.int64)  # the other policy of a row's open shared run
         self._run_len = np.zeros(n_envs, dtype=np.int64)
         self._run_task = np.zeros(n_envs, dtype=np.int64)
+
+    def _rows(self, n: int) -> th.Tensor:
+        """The commitments of ``n`` rows (fresh ones when the number of rows changed)."""
+        if self._choice is None or self._choice.shape[0] != n:
+            self.reset_state(n)
+        assert self._choice is not None
+        return self._choice
 
     def _close_windows(self, rows: th.Tensor) -> None:
         lengths = self._window_len[rows]
@@ -120,6 +118,14 @@ class Collector:
         np.add.at(self.window_len_sum, tasks, lengths[lengths > 0].numpy())
         np.add.at(self.window_count, tasks, 1)
         self._window_len[rows] = 0
+
+    def _renew(self, decide: th.Tensor, choice: th.Tensor, forced: th.Tensor, steps: th.Tensor | int) -> None:
+        """The rows ``decide`` close their windows and commit to ``choice`` for ``steps`` steps."""
+        assert self._choice is not None
+        self._close_windows(decide.nonzero().squeeze(1))
+        self._choice = th.where(decide, choice.cpu(), self._choice)
+        self._forced_own = th.where(decide, forced.cpu(), self._forced_own)
+        self._steps_left = th.where(decide, steps if isinstance(steps, int) else steps.cpu(), self._steps_left)
 
     def _close_runs(self, ending: np.ndarray) -> None:
         """Record the open shared behaviours of the rows ``ending`` (boolean ``(N,)``) as finished."""
@@ -130,9 +136,13 @@ class Collector:
             self._run_len[ending] = 0
             self._run_policy[ending] = -1
 
-    def _track_sharing(self, chosen: th.Tensor, tasks: th.Tensor) -> None:
-        """Update the sharing statistics with one step's choices (called by every ``select``)."""
+    def record(self, chosen: th.Tensor, tasks: th.Tensor) -> None:
+        """Count one step's choices: policy ``chosen[n]`` acted for task ``tasks[n]``."""
         chosen_np, tasks_np = chosen.cpu().numpy(), tasks.cpu().numpy()
+        if self._run_len.shape[0] != chosen_np.shape[0]:
+            self._rows(chosen_np.shape[0])
+        pairs = tasks_np * self.num_tasks + chosen_np
+        self.selection_counts += np.bincount(pairs, minlength=self.num_tasks**2).reshape(self.num_tasks, -1)
         shared = chosen_np != tasks_np
         # A shared behaviour continues while the same other policy acts for the same task.
         continues = shared & (chosen_np == self._run_policy) & (tasks_np == self._run_task)
@@ -140,8 +150,6 @@ class Collector:
         self._run_len = np.where(continues, self._run_len + 1, shared.astype(np.int64))
         self._run_policy = np.where(shared, chosen_np, -1)
         self._run_task = tasks_np
-        self.step_count += np.bincount(tasks_np, minlength=self.num_tasks)
-        self.shared_step_count += np.bincount(tasks_np[shared], minlength=self.num_tasks)
 
     def episode_starts(self, starts: np.ndarray | None = None) -> None:
         """End the commitments of the rows whose episode starts (all rows if ``None``); a different number
@@ -159,7 +167,10 @@ class Collector:
             self.episode_done(starts)
 
     def episode_done(self, dones: np.ndarray) -> None:
-        """Rows whose episode ended re-decide at their next step."""
+        """Rows whose episode ended re-decide at their next step.
+
+        :param dones: boolean ``(N,)``, True for rows whose episode ended.
+        """
         if self._choice is None or not dones.any():
             return
         rows = th.as_tensor(np.flatnonzero(dones))
@@ -175,10 +186,7 @@ class Collector:
         :param seed: seed of the copy's random choices.
         """
         clone = copy.deepcopy(self)  # __getstate__ drops the live commitments
-        clone._choice = None
-        clone.window_len_sum = np.zeros_like(self.window_len_sum)
-        clone.window_count = np.zeros_like(self.window_count)
-        for name in ("step_count", "shared_step_count", "shared_len_sum", "shared_count"):
+        for name in self.STATISTICS:
             setattr(clone, name, np.zeros_like(getattr(self, name)))
         clone._seed = int(np.random.default_rng(seed).integers(2**62))
         clone._generators = {}
@@ -189,27 +197,24 @@ class Collector:
         (collection, as SB3's own sampling)."""
         if self._seed is None:
             return None
-        generator = self._generators.get(str(device))
-        if generator is None:
-            generator = th.Generator(device=device)
-            generator.manual_seed(self._seed)
-            self._generators[str(device)] = generator
-        return generator
+        if str(device) not in self._generators:
+            self._generators[str(device)] = th.Generator(device=device).manual_seed(self._seed)
+        return self._generators[str(device)]
 
+    # -- statistics ----------------------------------------------------------------------------
     def mean_commitment(self) -> np.ndarray:
         """Mean length of finished commitment windows per task (``nan`` where none finished)."""
         with np.errstate(invalid="ignore", divide="ignore"):
             return self.window_len_sum / self.window_count
 
     def share_fraction(self) -> np.ndarray:
-        """Fraction of each task's steps (through :meth:`select`) on which another task's policy acted
-        (``nan`` where a task had no step)."""
+        """Fraction of each task's steps on which another task's policy acted (``nan`` where a task had none)."""
+        steps = self.selection_counts.sum(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
-            return self.shared_step_count / self.step_count
+            return 1.0 - np.diag(self.selection_counts) / steps
 
     def mean_shared_length(self) -> np.ndarray:
-        """Mean length of each task's finished shared behaviours: maximal runs of consecutive steps of one
-        episode on which the same other policy acted (``nan`` where none finished)."""
+        """Mean length of each task's finished shared behaviours (``nan`` where none finished)."""
         with np.errstate(invalid="ignore", divide="ignore"):
             return self.shared_len_sum / self.shared_count
 
@@ -217,7 +222,7 @@ class Collector:
     def _decide(
         self, policy: MixtureNetworks, features: th.Tensor, tasks: th.Tensor, proposals: Proposals | None
     ) -> th.Tensor:
-        """Return the policy index for every row (rows that keep a commitment ignore it)."""
+        """The policy index for every row (rows that keep a commitment ignore it)."""
         raise NotImplementedError
 
     def _switch_early(
@@ -225,6 +230,11 @@ class Collector:
     ) -> th.Tensor | None:
         """Rows that should drop their commitment before it runs out (``None``: none)."""
         return None
+
+    def own_actions(self, policy: MixtureNetworks, features: th.Tensor, tasks: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """Every row acts with its own policy (the mixture warm-up); recorded like any step."""
+        self.record(tasks, tasks)
+        return policy.actor.task_actions(features, tasks), tasks
 
     def select(
         self, policy: MixtureNetworks, features: th.Tensor, tasks: th.Tensor, deterministic: bool = False
@@ -237,16 +247,12 @@ class Collector:
         :param deterministic: every policy acts with its mean action: proposals are scored and executed
             as means (the authors' evaluation of the mixture); ``False`` executes the chosen policy's sample.
         """
-        n = features.shape[0]
-        if self._choice is None or self._choice.shape[0] != n:
-            self.reset_state(n)
-        assert self._choice is not None
-
+        self._rows(features.shape[0])
         # own_prob=1 always picks the own policy: no proposals and no critic are needed at all.
         needs_proposals = self.needs_proposals and self.own_prob < 1.0
         if self.commit_steps == 1:
-            proposals = self._propose(policy, features, deterministic) if needs_proposals else None
             # The paper's per-step mixture: every row decides every step (windows of length 1).
+            proposals = self._propose(policy, features, deterministic) if needs_proposals else None
             chosen, _ = self._decide_with_own_prob(policy, features, tasks, proposals)
             per_task = np.bincount(tasks.cpu().numpy(), minlength=self.num_tasks)
             self.window_len_sum += per_task
@@ -261,29 +267,45 @@ class Collector:
                 # A window that own_prob gave to the own policy is kept: own_prob acts per decision.
                 decide |= early & ~self._forced_own
             if bool(decide.any()):
-                choice, forced = self._decide_with_own_prob(policy, features, tasks, proposals)
-                self._close_windows(decide.nonzero().squeeze(1))
-                self._choice = th.where(decide, choice.cpu(), self._choice)
-                self._forced_own = th.where(decide, forced.cpu(), self._forced_own)
-                self._steps_left = th.where(decide, self.commit_steps, self._steps_left)
+                self._renew(decide, *self._decide_with_own_prob(policy, features, tasks, proposals), self.commit_steps)
             self._steps_left -= 1
-            self._window_len += 1
-            self._row_task = tasks.cpu()
-            chosen = self._choice.to(features.device)
+            chosen = self._advance(tasks).to(features.device)
+        return self._act(policy, features, tasks, chosen, proposals, deterministic), chosen
+
+    def _advance(self, tasks: th.Tensor) -> th.Tensor:
+        """One step of every row's window; the committed choices."""
+        assert self._choice is not None
+        self._window_len += 1
+        self._row_task = tasks.cpu()
+        return self._choice
+
+    def _act(
+        self,
+        policy: MixtureNetworks,
+        features: th.Tensor,
+        tasks: th.Tensor,
+        chosen: th.Tensor,
+        proposals: Proposals | None,
+        deterministic: bool,
+    ) -> th.Tensor:
+        """The chosen policies' actions (from the proposals when there are some), recorded."""
+        self.record(chosen, tasks)
         if proposals is not None:
-            actions = proposals.samples[chosen, th.arange(n, device=features.device)]
-        else:
-            actions = policy.actor.task_actions(features, chosen, deterministic)
-        self._track_sharing(chosen, tasks)
-        return actions, chosen
+            return proposals.samples[chosen, th.arange(chosen.shape[0], device=chosen.device)]
+        return policy.actor.task_actions(features, chosen, deterministic)
 
     @staticmethod
     def _propose(policy: MixtureNetworks, features: th.Tensor, deterministic: bool) -> Proposals:
         """Every policy's ``(mean, sampled)`` proposals; a deterministic policy's "sample" is its mean (no
         draw from torch's random stream)."""
-        if deterministic:
-            return policy.actor.propose(features, deterministic=True)
-        return policy.actor.propose(features)
+        return policy.actor.propose(features, deterministic=deterministic)
+
+    def _with_own_prob(self, choice: th.Tensor, tasks: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """``choice`` with each row replaced by its own policy with probability ``own_prob``; which rows were."""
+        if self.own_prob == 0.0:
+            return choice, th.zeros_like(tasks, dtype=th.bool)
+        own = th.rand(tasks.shape[0], device=tasks.device, generator=self._generator(tasks.device)) < self.own_prob
+        return th.where(own, tasks, choice), own
 
     def _decide_with_own_prob(
         self, policy: MixtureNetworks, features: th.Tensor, tasks: th.Tensor, proposals: Proposals | None
@@ -291,14 +313,7 @@ class Collector:
         """The policy of every deciding row, and which rows ``own_prob`` forced to their own policy."""
         if self.own_prob >= 1.0:
             return tasks, th.ones_like(tasks, dtype=th.bool)
-        choice = self._decide(policy, features, tasks, proposals)
-        if self.own_prob == 0.0:
-            return choice, th.zeros_like(tasks, dtype=th.bool)
-        generator = self._generator(tasks.device)
-        n = tasks.shape[0]
-        draws = th.rand(n, device=tasks.device) if generator is None else th.rand(n, device=tasks.device, generator=generator)
-        own = draws < self.own_prob
-        return th.where(own, tasks, choice), own
+        return self._with_own_prob(self._decide(policy, features, tasks, proposals), tasks)
 
     # -- (de)serialisation ---------------------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
@@ -308,8 +323,24 @@ class Collector:
         return state
 
 
+CollectorType = TypeVar("CollectorType", bound=type[Collector])
+COLLECTORS: dict[str, type[Collector]] = {}
+
+
+def register_collector(cls: CollectorType) -> CollectorType:
+    """Class decorator: make a collector available by its ``name`` (``collector="name"``)."""
+    if cls.name in COLLECTORS and COLLECTORS[cls.name] is not cls:
+        raise ValueError(f"A collector named {cls.name!r} is registered already ({COLLECTORS[cls.name].__name__}).")
+    COLLECTORS[cls.name] = cls
+    return cls
+
+
+@register_collector
 class OwnPolicyCollector(Collector):
-    """Each row acts with its own task's policy (the Separated baseline)."""
+    """Each row acts with its own task's policy (the Separated baseline).
+
+    :param num_tasks: number of tasks T.
+    """
 
     name = "own"
 
@@ -319,6 +350,7 @@ class OwnPolicyCollector(Collector):
     def select(
         self, policy: MixtureNetworks, features: th.Tensor, tasks: th.Tensor, deterministic: bool = False
     ) -> tuple[th.Tensor, th.Tensor]:
+        self.record(tasks, tasks)
         return policy.actor.task_actions(features, tasks, deterministic), tasks
 
     def _decide(
@@ -327,323 +359,14 @@ class OwnPolicyCollector(Collector):
         return tasks
 
 
-class QSwitchCollector(Collector):
-    """QMP's Q-switch: every policy proposes, the row's task critic scores, the best proposal acts.
-
-    **Adaptive mode** (``adaptive=True``, beyond the paper; see ``docs/commitment.md``). For a row of
-    task ``i`` at state ``s``, with proposals ``a_j`` and the score ``Q_i`` set by ``critic_reduce``:
-
-    * the *advantage* of policy ``j`` is ``A_j = Q_i(s, a_j) - Q_i(s, a_i)``;
-    * its *uncertainty* ``U_j`` is the spread (max - min) of the C critics of task ``i``: with
-      ``uncertainty="value"`` the larger of their spreads at ``a_i`` and at ``a_j`` (``|Q1 - Q2|`` for
-      twins), with ``uncertainty="advantage"`` their spread on ``A_j`` itself (``|A1_j - A2_j|``);
-    * ``j != i`` is *confident* when ``A_j > uncertainty_scale * U_j``.
-
-    At a decision the row acts with the best-scoring policy among the own one and the confident ones,
-    so it keeps its own policy unless another proposal's advantage clears the critics' disagreement.
-    With ``adaptive_keep=True`` a chosen other policy is *kept* (no decision) while it stays confident,
-    re-scored every step; the step its advantage falls to the threshold, or the episode ends, the row
-    decides afresh. Own-policy steps are decisions every step. ``own_prob`` applies at decisions.
-
-    Limits: ``uncertainty_scale=0, adaptive_keep=False`` is the plain per-step switch (the argmax, with
-    an exact tie between the own proposal and the best one going to the own policy instead of the lowest
-    index). ``uncertainty_scale=0, adaptive_keep=True`` keeps a shared behaviour while ``Q_i`` ranks it
-    strictly above the own proposal. A large ``uncertainty_scale`` tends to the own-policy collector
-    (Separated) wherever the critics disagree at all.
-
-    :param num_tasks: number of tasks T.
-    :param score: which proposals the critic scores: ``"mean"`` (each policy's deterministic
-        action, as the authors' code) or ``"sample"`` (a sampled action, as the paper's formula).
-        The executed action is always the winner's *sampled* action, so exploration is SAC's.
-    :param critic_reduce: ``"q1"`` (first critic, as the authors' code) or ``"min"`` (min of twins).
-    :param commit_steps: keep a choice for this many steps (``1`` = the paper's switch).
-    :param own_prob: probability that a decision picks the row's own policy.
-    :param switch_margin: with ``commit_steps > 1``, drop a commitment early when another
-        policy's proposal beats the committed one's by more than this Q-value margin (windows that
-        ``own_prob`` gave to the own policy are kept).
-    :param warmup_steps: env steps of own-policy collection before the switch starts (paper: 0).
-    :param adaptive: the adaptive switch above (needs ``n_critics >= 2``; replaces ``commit_steps`` and
-        ``switch_margin``, which must stay at their defaults).
-    :param uncertainty_scale: ``kappa >= 0``, the advantage needed per unit of critic disagreement
-        (adaptive only; default 1.0).
-    :param uncertainty: ``"value"`` or ``"advantage"`` (adaptive only; default ``"value"``).
-    :param adaptive_keep: keep a shared behaviour while it stays confident (adaptive only; default True).
-    """
-
-    name = "qswitch"
-    needs_proposals = True
-
-    def __init__(
-        self,
-        num_tasks: int,
-        score: str = "mean",
-        critic_reduce: str = "q1",
-        commit_steps: int = 1,
-        own_prob: float = 0.0,
-        switch_margin: float | None = None,
-        warmup_steps: int = 0,
-        adaptive: bool = False,
-        uncertainty_scale: float | None = None,
-        uncertainty: str | None = None,
-        adaptive_keep: bool | None = None,
-    ) -> None:
-        super().__init__(num_tasks, commit_steps, own_prob, warmup_steps)
-        if score not in ("mean", "sample"):
-            raise ValueError(f"score must be 'mean' or 'sample', got {score!r}.")
-        if critic_reduce not in ("q1", "min"):
-            raise ValueError(f"critic_reduce must be 'q1' or 'min', got {critic_reduce!r}.")
-        if switch_margin is not None and not (isinstance(switch_margin, (int, float)) and switch_margin >= 0):
-            # (nan fails this test too: a nan margin would never end a commitment)
-            raise ValueError(f"switch_margin must be a number >= 0 (or None to disable), got {switch_margin!r}.")
-        if switch_margin is not None and commit_steps == 1:
-            raise ValueError(
-                f"switch_margin={switch_margin!r} has no effect with commit_steps=1 (every step decides anew): "
-                "set commit_steps > 1, or leave switch_margin=None."
-            )
-        self.score = score
-        self.critic_reduce = critic_reduce
-        self.switch_margin = switch_margin
-        self.scores_every_step = switch_margin is not None
-        self._scores: th.Tensor | None = None
-        self._check_adaptive(adaptive, uncertainty_scale, uncertainty, adaptive_keep)
-        self.adaptive = bool(adaptive)
-        self.uncertainty_scale = 1.0 if uncertainty_scale is None else float(uncertainty_scale)
-        self.uncertainty = "value" if uncertainty is None else uncertainty
-        self.adaptive_keep = True if adaptive_keep is None else bool(adaptive_keep)
-        if self.adaptive:
-            self.scores_every_step = True
-
-    def _check_adaptive(self, adaptive: Any, uncertainty_scale: Any, uncertainty: Any, adaptive_keep: Any) -> None:
-        if not isinstance(adaptive, (bool, np.bool_)):
-            raise ValueError(f"adaptive must be True or False, got {adaptive!r}.")
-        if not adaptive:
-            given = [
-                name
-                for name, value in (
-                    ("uncertainty_scale", uncertainty_scale),
-                    ("uncertainty", uncertainty),
-                    ("adaptive_keep", adaptive_keep),
-                )
-                if value is not None
-            ]
-            if given:
-                raise ValueError(f"{', '.join(given)} only apply to the adaptive switch: add adaptive=True.")
-            return
-        if self.commit_steps != 1:
-            raise ValueError(
-                f"adaptive=True replaces commit_steps (got {self.commit_steps}): a shared behaviour is kept while its "
-                "advantage lasts (adaptive_keep). Leave commit_steps=1."
-            )
-        if self.switch_margin is not None:
-            raise ValueError("adaptive=True re-scores every step itself: leave switch_margin=None.")
-        if uncertainty_scale is not None and (
-            isinstance(uncertainty_scale, bool)
-            or not isinstance(uncertainty_scale, (int, float, np.integer, np.floating))
-            or not np.isfinite(uncertainty_scale)
-            or uncertainty_scale < 0
-        ):
-            raise ValueError(
-                "uncertainty_scale must be a finite number >= 0 (0 = share on any positive advantage), "
-                f"got {uncertainty_scale!r}."
-            )
-        if uncertainty is not None and uncertainty not in ("value", "advantage"):
-            raise ValueError(f"uncertainty must be 'value' or 'advantage', got {uncertainty!r}.")
-        if adaptive_keep is not None and not isinstance(adaptive_keep, (bool, np.bool_)):
-            raise ValueError(f"adaptive_keep must be True or False, got {adaptive_keep!r}.")
-
-    def _score(self, policy: MixtureNetworks, features: th.Tensor, tasks: th.Tensor, proposals: Proposals) -> th.Tensor:
-        """Task critics' scores of every proposal ``(N, T)``; ``-inf`` where the proposal (mean or sample) or
-        its score is not finite, so that one task's broken policy or critic never wins another's rows."""
-        candidates = proposals.means if self.score == "mean" else proposals.samples  # (T, N, A)
-        scores = policy.critic.score(features, candidates.transpose(0, 1), tasks, self.critic_reduce)  # (N, T)
-        finite = th.isfinite(scores) & th.isfinite(proposals.means).all(dim=2).T & th.isfinite(proposals.samples).all(dim=2).T
-        return scores.masked_fill(~finite, -th.inf)
-
-    def _switch_early(
-        self, policy: MixtureNetworks, features: th.Tensor, tasks: th.Tensor, proposals: Proposals | None
-    ) -> th.Tensor | None:
-        self._scores = None
-        if self.switch_margin is None or self.commit_steps == 1 or proposals is None:
-            return None
-        assert self._choice is not None
-        self._scores = self._score(policy, features, tasks, proposals)
-        committed = self._scores.gather(1, self._choice.to(features.device).unsqueeze(1)).squeeze(1)
-        # A commitment to a policy whose proposal stopped being finite ends at once.
-        return (((self._scores.max(dim=1).values - committed) > self.switch_margin) | ~th.isfinite(committed)).cpu()
-
-    def _decide(
-        self, policy: MixtureNetworks, features: th.Tensor, tasks: th.Tensor, proposals: Proposals | None
-    ) -> th.Tensor:
-        scores = self._scores
-        if scores is None:
-            assert proposals is not None  # needs_proposals: select() passes them
-            scores = self._score(policy, features, tasks, proposals)
-        # torch.argmax returns the first maximum: ties go to the lowest policy index. A row with no finite
-        # proposal acts with its own policy.
-        return th.where(th.isfinite(scores).any(dim=1), scores.argmax(dim=1), tasks)
-
-    # -- adaptive switch -----------------------------------------------------------------------
-    def confident_advantages(
-        self, policy: MixtureNetworks, features: th.Tensor, tasks: th.Tensor, proposals: Proposals
-    ) -> tuple[th.Tensor, th.Tensor]:
-        """The adaptive switch's view of every proposal: scores ``(N, T)`` (``critic_reduce``) and which
-        policies are *confident* ``(N, T)``: ``A_j > uncertainty_scale * U_j`` (never the own policy).
-
-        :param policy: the multi-task policy (its critic needs ``score_critics`` and ``n_critics >= 2``).
-        :param features: network input ``(N, D)``.
-        :param tasks: task of every row ``(N,)``.
-        :param proposals: ``(means, samples)`` of every policy, ``(T, N, A)`` each.
-        """
-        n_critics = getattr(policy.critic, "n_critics", 1)
-        if n_critics < 2:
-            raise ValueError(
-                f"The adaptive Q-switch measures uncertainty as the disagreement of a task's critics, but this "
-                f"policy has n_critics={n_critics}. Use n_critics >= 2 (the SAC default) or adaptive=False."
-            )
-        candidates = proposals.means if self.score == "mean" else proposals.samples  # (T, N, A)
-        q = policy.critic.score_critics(features, candidates.transpose(0, 1), tasks)  # (C, N, T)
-        scores = q[0] if self.critic_reduce == "q1" else q.min(dim=0).values
-        own = tasks.unsqueeze(1)  # (N, 1)
-        advantage = scores - scores.gather(1, own)
-        if self.uncertainty == "value":
-            spread = q.max(dim=0).values - q.min(dim=0).values  # (N, T) critics' disagreement at each proposal
-            uncertainty = th.maximum(spread, spread.gather(1, own))
-        else:
-            per_critic = q - q.gather(2, own.unsqueeze(0).expand(q.shape[0], -1, -1))  # (C, N, T) advantages
-            uncertainty = per_critic.max(dim=0).values - per_critic.min(dim=0).values
-        confident = advantage > self.uncertainty_scale * uncertainty
-        confident &= th.isfinite(proposals.means).all(dim=2).T & th.isfinite(proposals.samples).all(dim=2).T
-        confident.scatter_(1, own, False)
-        return scores, confident
-
-    def _select_adaptive(
-        self, policy: MixtureNetworks, features: th.Tensor, tasks: th.Tensor, deterministic: bool
-    ) -> tuple[th.Tensor, th.Tensor]:
-        """:meth:`select` of the adaptive switch (every row re-scored every step, no per-row loop)."""
-        n = features.shape[0]
-        if self._choice is None or self._choice.shape[0] != n:
-            self.reset_state(n)
-        assert self._choice is not None
-        if self.own_prob >= 1.0:  # every decision is the own policy: no proposals, no critic
-            chosen = tasks
-            actions = policy.actor.task_actions(features, tasks, deterministic)
-            decide = th.ones(n, dtype=th.bool)
-        else:
-            proposals = self._propose(policy, features, deterministic)
-            scores, confident = self.confident_advantages(policy, features, tasks, proposals)
-            previous = self._choice.to(features.device)
-            decide = th.ones(n, dtype=th.bool, device=features.device)
-            if self.adaptive_keep:
-                # _steps_left > 0 marks a row holding another policy's behaviour (no fixed length here).
-                holding = (self._steps_left > 0).to(features.device) & (previous != tasks)
-                decide = ~(holding & confident.gather(1, previous.unsqueeze(1)).squeeze(1))
-            allowed = confident.scatter(1, tasks.unsqueeze(1), True)  # the own policy is always allowed
-            # torch.argmax returns the first maximum: ties go to the lowest allowed index.
-            decision = scores.masked_fill(~allowed, -th.inf).argmax(dim=1)
-            if self.own_prob > 0.0:
-                generator = self._generator(tasks.device)
-                draws = (
-                    th.rand(n, device=tasks.device)
-                    if generator is None
-                    else th.rand(n, device=tasks.device, generator=generator)
-                )
-                decision = th.where(draws < self.own_prob, tasks, decision)
-            chosen = th.where(decide, decision, previous)
-            actions = proposals.samples[chosen, th.arange(n, device=features.device)]
-            decide = decide.cpu()
-        chosen_cpu = chosen.cpu()
-        self._close_windows(decide.nonzero().squeeze(1))
-        self._choice = chosen_cpu
-        self._steps_left = (chosen_cpu != tasks.cpu()).long() if self.adaptive_keep else th.zeros(n, dtype=th.long)
-        self._window_len += 1
-        self._row_task = tasks.cpu()
-        self._track_sharing(chosen, tasks)
-        return actions, chosen
-
-    def select(
-        self, policy: MixtureNetworks, features: th.Tensor, tasks: th.Tensor, deterministic: bool = False
-    ) -> tuple[th.Tensor, th.Tensor]:
-        if self.adaptive:
-            return self._select_adaptive(policy, features, tasks, deterministic)
-        return super().select(policy, features, tasks, deterministic)
-
-
-class UniformCollector(Collector):
-    """QMP-Uniform: the acting policy is drawn uniformly from all T policies."""
-
-    name = "uniform"
-
-    def _decide(
-        self, policy: MixtureNetworks, features: th.Tensor, tasks: th.Tensor, proposals: Proposals | None
-    ) -> th.Tensor:
-        generator = self._generator(tasks.device)
-        if generator is None:
-            return th.randint(self.num_tasks, tasks.shape, device=tasks.device)
-        return th.randint(self.num_tasks, tasks.shape, device=tasks.device, generator=generator)
-
-
-def check_mixture_matrix(matrix: Any, num_tasks: int) -> np.ndarray:
-    """Validate a T x T behaviour-mixture matrix whose rows are probability vectors."""
-    if isinstance(matrix, str):
-        if matrix not in MIXTURE_PRESETS:
-            raise ValueError(f"Unknown mixture preset {matrix!r}; known presets: {sorted(MIXTURE_PRESETS)}.")
-        matrix = MIXTURE_PRESETS[matrix]
-    try:
-        arr = np.asarray(matrix, dtype=np.float64)
-    except (TypeError, ValueError) as e:
-        raise ValueError(
-            f"The mixture matrix must be a {num_tasks} x {num_tasks} array of numbers (tasks x policies); got {matrix!r}."
-        ) from e
-    if arr.shape != (num_tasks, num_tasks):
-        raise ValueError(f"The mixture matrix must be {num_tasks} x {num_tasks} (tasks x policies), got {arr.shape}.")
-    if not np.isfinite(arr).all() or (arr < 0).any():
-        raise ValueError("The mixture matrix must hold finite, non-negative probabilities.")
-    bad = np.flatnonzero(~np.isclose(arr.sum(axis=1), 1.0, atol=1e-6))
-    if bad.size:
-        raise ValueError(
-            f"Every row of the mixture matrix must sum to 1; rows {bad.tolist()} sum to {arr.sum(axis=1)[bad].tolist()}."
-        )
-    return arr
-
-
-class FixedMixtureCollector(Collector):
-    """QMP-Domain: the acting policy for task i is drawn from row i of a fixed matrix.
-
-    :param num_tasks: number of tasks T.
-    :param matrix: T x T row-stochastic matrix (entry ``[i, j]`` = probability that policy j acts
-        for task i), or the name of a preset (see :data:`sb3_qmp.common.presets.MIXTURE_PRESETS`).
-    :param commit_steps: keep a choice for this many steps.
-    :param own_prob: probability that a decision picks the row's own policy.
-    :param warmup_steps: env steps of own-policy collection before the mixture starts.
-    """
-
-    name = "fixed"
-
-    def __init__(
-        self, num_tasks: int, matrix: Any = None, commit_steps: int = 1, own_prob: float = 0.0, warmup_steps: int = 0
-    ) -> None:
-        super().__init__(num_tasks, commit_steps, own_prob, warmup_steps)
-        if matrix is None:
-            raise ValueError("The 'fixed' collector needs collector_kwargs=dict(matrix=...) (a T x T matrix or preset).")
-        self.matrix = check_mixture_matrix(matrix, num_tasks)
-        self._probs = th.as_tensor(self.matrix, dtype=th.float32)
-
-    def _decide(
-        self, policy: MixtureNetworks, features: th.Tensor, tasks: th.Tensor, proposals: Proposals | None
-    ) -> th.Tensor:
-        probs = self._probs.to(tasks.device)[tasks]
-        generator = self._generator(tasks.device)
-        return th.multinomial(probs, 1, generator=generator).squeeze(1)
-
-
-COLLECTORS: dict[str, type[Collector]] = {
-    cls.name: cls for cls in (OwnPolicyCollector, QSwitchCollector, UniformCollector, FixedMixtureCollector)
-}
-
-
 def make_collector(collector: str | type[Collector], num_tasks: int, **kwargs: Any) -> Collector:
-    """Build a collector by name (``own``, ``qswitch``, ``uniform``, ``fixed``) or from a :class:`Collector`
-    subclass (a collector of your own: no registration needed, see docs/algorithms.md)."""
+    """Build a collector by name (``own``, ``qswitch``, ``uniform``, ``fixed``, or a registered one of your own)
+    or from a :class:`Collector` subclass (no registration needed, see docs/algorithms.md).
+
+    :param collector: the collector's name or class.
+    :param num_tasks: number of tasks T.
+    :param kwargs: the collector's options (``collector_kwargs``).
+    """
     if isinstance(collector, type):
         if not issubclass(collector, Collector):
             raise TypeError(f"collector={collector.__name__} is not a subclass of sb3_qmp.common.collectors.Collector.")
@@ -652,7 +375,24 @@ def make_collector(collector: str | type[Collector], num_tasks: int, **kwargs: A
         cls, name = COLLECTORS[collector], collector
     else:
         raise ValueError(f"Unknown collector {collector!r}; choose one of {sorted(COLLECTORS)}, or pass a Collector subclass.")
+    options = dict(kwargs)
+    cls = cls.variant_for(options)
     try:
-        return cls(num_tasks, **kwargs)
+        return cls(num_tasks, **options)
     except TypeError as e:
         raise TypeError(f"Bad collector_kwargs for collector {name!r}: {e}") from e
+
+
+# Files saved before the mixtures moved to sb3_qmp.qmp pickle them under this module's name.
+_MOVED = {
+    "QSwitchCollector": "sb3_qmp.qmp.qswitch",
+    "UniformCollector": "sb3_qmp.qmp.mixtures",
+    "FixedMixtureCollector": "sb3_qmp.qmp.mixtures",
+    "check_mixture_matrix": "sb3_qmp.qmp.mixtures",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

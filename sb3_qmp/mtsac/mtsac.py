@@ -28,11 +28,12 @@ from torch.nn import functional as F
 
 from sb3_qmp.common.buffers import MultiTaskReplayBuffer
 from sb3_qmp.common.checks import check_sac_hyperparameters
-from sb3_qmp.common.collectors import Collector, make_collector
+from sb3_qmp.common.collectors import COLLECTORS, Collector, make_collector
 from sb3_qmp.common.denormal import flushing_denormals
 from sb3_qmp.common.files import atomic_path
 from sb3_qmp.common.finite import check_finite_update
 from sb3_qmp.common.normalize import VecNormalizePerTask
+from sb3_qmp.common.results import selection_matrix
 from sb3_qmp.common.vec_env import (
     get_num_tasks,
     get_task_names,
@@ -179,14 +180,25 @@ class MultiTaskSAC(OffPolicyAlgorithm):
     :param _init_setup_model: build the networks at construction.
     """
 
-    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": MlpPolicy}
+    # What a variant declares (networks, collector, replay buffer); the base class builds and checks the model from it.
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": MlpPolicy}  # every policy subclasses MlpPolicy
     default_collector: ClassVar[str] = "own"
+    buffer_class: ClassVar[type[MultiTaskReplayBuffer]] = MultiTaskReplayBuffer  # default and base of replay_buffer_class
+    single_agent: ClassVar[bool] = False  # one agent for all tasks: one entropy coefficient, no per-task train stats
 
     @classmethod
     def fixes_collector(cls) -> bool:
         """Whether the class is defined by its collector (every named algorithm: ``QMP``, ``Separated``, ...);
         only the generic ``MultiTaskSAC`` takes any ``collector``."""
         return cls is not MultiTaskSAC
+
+    @classmethod
+    def _is_default_collector(cls, collector: str | type[Collector]) -> bool:
+        """Whether ``collector`` is the class's own (by name, or a subclass of it, e.g. a Q-switch variant)."""
+        if isinstance(collector, str):
+            return collector == cls.default_collector
+        default = COLLECTORS.get(cls.default_collector)
+        return default is not None and isinstance(collector, type) and issubclass(collector, default)
 
     policy: MultiTaskSACPolicy
     replay_buffer: MultiTaskReplayBuffer
@@ -237,6 +249,9 @@ class MultiTaskSAC(OffPolicyAlgorithm):
                 f"{unregistered_env_id_message(policy)} Nor is {policy!r} a policy of {type(self).__name__} "
                 f"({', '.join(self.policy_aliases)})."
             )
+        networks = self.policy_aliases["MlpPolicy"]
+        if isinstance(policy, type) and not issubclass(policy, networks):
+            raise ValueError(f"{type(self).__name__} needs a {networks.__name__} (or a subclass), got {policy.__name__}.")
         if optimize_memory_usage:
             raise ValueError(
                 "optimize_memory_usage=True is not supported: the per-task replay buffer stores next observations "
@@ -299,7 +314,7 @@ class MultiTaskSAC(OffPolicyAlgorithm):
         self.target_update_interval = target_update_interval
         self.target_entropy = target_entropy
         self.ent_coef_optimizer: th.optim.Adam | None = None
-        if type(self).fixes_collector() and collector is not None and collector != self.default_collector:
+        if type(self).fixes_collector() and collector is not None and not self._is_default_collector(collector):
             raise ValueError(
                 f"{type(self).__name__} always collects with the {self.default_collector!r} collector (that is what "
                 f"defines it), got collector={collector!r}. Use sb3_qmp.MultiTaskSAC(collector=...) to combine other "
@@ -323,7 +338,6 @@ class MultiTaskSAC(OffPolicyAlgorithm):
         self.num_tasks = get_num_tasks(self.env) if self.env is not None else 0
         # Saved with the model: load / set_env refuse an env of other tasks.
         self.task_names = get_task_names(self.env) if self.env is not None else []
-        self.selection_counts: np.ndarray | None = None
         self._env_steps_carry = 0  # env steps not yet turned into gradient steps (gradient_steps=-1)
         self.flush_denormal = bool(flush_denormal)
         # Saved with the model: load() refuses a file of another algorithm class (see saved_algorithms).
@@ -359,11 +373,11 @@ class MultiTaskSAC(OffPolicyAlgorithm):
         if self.env is not None:
             self._check_env_for_tasks(self.env)
         if self.replay_buffer_class is None:
-            self.replay_buffer_class = MultiTaskReplayBuffer
-        elif not issubclass(self.replay_buffer_class, MultiTaskReplayBuffer):
+            self.replay_buffer_class = self.buffer_class
+        elif not issubclass(self.replay_buffer_class, self.buffer_class):
             raise ValueError(
-                f"{type(self).__name__} needs a MultiTaskReplayBuffer (per-task storage), "
-                f"got {self.replay_buffer_class.__name__}."
+                f"{type(self).__name__} samples its batches from a {self.buffer_class.__name__}: replay_buffer_class "
+                f"must subclass it, got {self.replay_buffer_class.__name__}."
             )
         # Copies: SB3 keeps the caller's dicts, which must not change (a YAML's, or reused for another model).
         self.replay_buffer_kwargs = {**self.replay_buffer_kwargs, "num_tasks": self.num_tasks}
@@ -378,16 +392,17 @@ class MultiTaskSAC(OffPolicyAlgorithm):
             if self.target_entropy == "auto"
             else float(self.target_entropy)
         )
+        n_coefs = 1 if self.single_agent else self.num_tasks
         if isinstance(self.ent_coef, str) and self.ent_coef.startswith("auto"):
             init_value = float(self.ent_coef.split("_")[1]) if "_" in self.ent_coef else 1.0
             if init_value <= 0.0:
                 raise ValueError(f"The initial value of ent_coef must be > 0, got {init_value}.")
-            self.log_ent_coef = th.full((self.num_tasks,), float(np.log(init_value)), device=self.device)
+            self.log_ent_coef = th.full((n_coefs,), float(np.log(init_value)), device=self.device)
             self.log_ent_coef.requires_grad_(True)
             self.ent_coef_optimizer = th.optim.Adam([self.log_ent_coef], lr=self.lr_schedule(1))
         else:
             self.log_ent_coef = None  # type: ignore[assignment]  # as SB3's SAC: only a learnt coefficient has one
-            self.ent_coef_tensor = th.full((self.num_tasks,), float(self.ent_coef), device=self.device)
+            self.ent_coef_tensor = th.full((n_coefs,), float(self.ent_coef), device=self.device)
 
         # `load` restores the saved attributes before calling this: statistics found here carry over.
         saved_collector = self.__dict__.get("collector")
@@ -399,8 +414,9 @@ class MultiTaskSAC(OffPolicyAlgorithm):
             for name in Collector.STATISTICS:
                 if hasattr(saved_collector, name):
                     setattr(self.collector, name, getattr(saved_collector, name))
-        if self.selection_counts is None:
-            self.selection_counts = np.zeros((self.num_tasks, self.num_tasks), dtype=np.int64)
+        legacy_counts = self.__dict__.pop("selection_counts", None)  # files saved before the collector held them
+        if legacy_counts is not None and not hasattr(saved_collector, "selection_counts"):
+            self.collector.selection_counts = np.asarray(legacy_counts, dtype=np.int64)
         if len(self.__dict__.get("task_success_buffer") or ()) != self.num_tasks:
             self._reset_task_stats()
 
@@ -488,13 +504,10 @@ class MultiTaskSAC(OffPolicyAlgorithm):
             with th.no_grad():
                 features, tasks = self.policy.split_obs(obs)
                 if self.num_timesteps < self.collector.warmup_steps:  # mixture warm-up: own policies act
-                    actions, chosen = self.actor.task_actions(features, tasks), tasks
+                    actions, _ = self.collector.own_actions(self.policy, features, tasks)
                 else:
-                    actions, chosen = self.collector.select(self.policy, features, tasks)
+                    actions, _ = self.collector.select(self.policy, features, tasks)
             scaled_action = actions.cpu().numpy()
-            assert self.selection_counts is not None
-            pairs = tasks.cpu().numpy() * self.num_tasks + chosen.cpu().numpy()
-            self.selection_counts += np.bincount(pairs, minlength=self.num_tasks**2).reshape(self.num_tasks, -1)
         if action_noise is not None:
             scaled_action = np.clip(scaled_action + action_noise(), -1, 1)
         return self.policy.unscale_action(scaled_action), scaled_action
@@ -601,15 +614,19 @@ class MultiTaskSAC(OffPolicyAlgorithm):
             view = self._mixture_view = self.mixture_policy(seed=self.seed)
         return view.predict(observation, state, episode_start, deterministic)
 
+    @property
+    def selection_counts(self) -> np.ndarray | None:
+        """T x T counts: row i, column j = env steps of task i on which policy j acted (the collector's record,
+        saved and restored with it; ``None`` before the model is set up)."""
+        collector = self.__dict__.get("collector")
+        return collector.selection_counts if isinstance(collector, Collector) else None
+
     def selection_matrix(self, normalize: bool = True) -> np.ndarray:
         """T x T matrix: row i, column j = how often policy j acted while collecting for task i
         (row-normalised by default; paper Figure 5b)."""
         assert self.selection_counts is not None
-        counts = self.selection_counts.astype(np.float64)
-        if not normalize:
-            return counts
-        totals = counts.sum(axis=1, keepdims=True)
-        return np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+        counts = self.selection_counts
+        return selection_matrix(counts, zero_diagonal=False) if normalize else counts.astype(np.float64)
 
     def dump_logs(self) -> None:
         for task in range(self.num_tasks):
@@ -739,6 +756,8 @@ class MultiTaskSAC(OffPolicyAlgorithm):
             if per_task.ndim == 0:
                 per_task = np.full(self.num_tasks, float(per_task))
             self.logger.record(f"train/{key}", float(per_task.mean()))
+            if self.single_agent:
+                continue  # its one pooled batch has no per-task rows
             for task, value in enumerate(per_task):
                 self.logger.record(f"train/task_{task}/{key}", float(value), exclude="stdout")
 
