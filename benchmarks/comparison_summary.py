@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from sb3_qmp.common.results import METRICS, MODES, SUCCESS_METRICS, Run, first_reaching, stack_seeds
+from sb3_qmp.common.evaluation import EVAL_MODES, METRICS, SUCCESS_METRICS
+from sb3_qmp.common.results import Run, first_reaching, stack_seeds
 from sb3_qmp.plot import display_name
 
 METRIC_NAMES = {"success_any_step": "any-step success (paper)", "success": "strict success"}
@@ -32,7 +33,7 @@ def summarize_method(runs: Sequence[Run], threshold: float) -> dict[str, Any]:
         "metrics": {},
         "incomplete": [],
     }
-    for mode in MODES:
+    for mode in EVAL_MODES:
         for metric in METRICS:
             having = sum(run.has(metric, mode) for run in runs)
             if having < len(runs):
@@ -96,7 +97,7 @@ def orderings(summary: dict[str, Any]) -> dict[str, dict[str, list[dict[str, Any
     """:func:`ordering` for every success metric and mode some method recorded."""
     result: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for metric in SUCCESS_METRICS:
-        for mode in MODES:
+        for mode in EVAL_MODES:
             if mode == "mixture" and not any(metric in m["metrics"].get("mixture", {}) for m in summary.values()):
                 continue
             rows = ordering(summary, metric, mode)
@@ -129,7 +130,7 @@ def _rows(summary: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
     return [
         (algo, mode, method["metrics"][mode])
         for algo, method in summary.items()
-        for mode in MODES
+        for mode in EVAL_MODES
         if mode in method["metrics"]
     ]
 

@@ -49,10 +49,9 @@ from typing import Any
 import numpy as np
 
 from sb3_qmp.common.callbacks import EVAL_FILE, load_evaluations
+from sb3_qmp.common.evaluation import METRICS, check_metric
 from sb3_qmp.common.results import (
-    METRICS,
     Run,
-    check_metric,
     default_windows,
     find_runs,
     parse_window,

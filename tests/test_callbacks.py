@@ -197,7 +197,7 @@ def test_eval_env_with_a_task_assignment_wrapper_runs_every_task() -> None:
     callback = PerTaskEvalCallback(spy, eval_freq=-1, n_eval_episodes=2, verbose=0)
     callback.init_callback(model)
     result = callback.evaluate()
-    assert result["successes"].shape == (4, 2)
+    assert result["own"]["success"].shape == (4, 2)
     assert spy.finished_tasks[:8] == [0, 0, 1, 1, 2, 2, 3, 3]
     assert assigner.assign, "the wrapper takes over again after the evaluation"
 

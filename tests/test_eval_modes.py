@@ -226,7 +226,7 @@ def test_callback_mixture_mode_acts_with_the_mixture_from_the_same_starts():
     np.testing.assert_allclose(actions[half:], MEANS[PREFERRED[tasks[half:]], 0], atol=1e-5)
     own_start, mixture_start = spy.resets
     np.testing.assert_array_equal(own_start, mixture_start)
-    assert result["mixture_returns"].shape == result["returns"].shape == (4, 1)
+    assert result["mixture"]["return"].shape == result["own"]["return"].shape == (4, 1)
     callback.evaluate()
     assert not np.array_equal(spy.resets[2], own_start), "every evaluation starts from new states"
 
@@ -238,9 +238,9 @@ def test_identical_policies_give_identical_results_in_both_modes(tmp_path: Path)
     callback = PerTaskEvalCallback(eval_freq=-1, n_eval_episodes=3, log_path=str(tmp_path), verbose=0)
     callback.init_callback(model)
     result = callback.evaluate()
-    for name in ("returns", "successes", "successes_any_step", "lengths"):
-        np.testing.assert_array_equal(result[f"mixture_{name}"], result[name], err_msg=name)
-    assert np.unique(result["returns"]).size > 1, "the start states differ between episodes"
+    for name in ("return", "success", "success_any_step", "length"):
+        np.testing.assert_array_equal(result["mixture"][name], result["own"][name], err_msg=name)
+    assert np.unique(result["own"]["return"]).size > 1, "the start states differ between episodes"
     per_task = evaluate_per_task(model, "MultiGoalPoint-v0", n_eval_episodes=2, seed=5)
     assert per_task["eval_modes"].tolist() == ["own", "mixture"]
     for name in ("success", "success_any_step", "return", "length"):

@@ -120,7 +120,7 @@ def test_any_step_falls_back_to_the_strict_success(tmp_path: Path) -> None:
     callback = PerTaskEvalCallback(flag_env(report_any_step=False), eval_freq=-1, n_eval_episodes=1, verbose=0)
     callback.init_callback(model)
     result = callback.evaluate()
-    np.testing.assert_array_equal(result["successes_any_step"][:, 0], STRICT)
+    np.testing.assert_array_equal(result["own"]["success_any_step"][:, 0], STRICT)
 
 
 def test_training_logs_both_metrics(tmp_path: Path) -> None:
@@ -141,5 +141,5 @@ def test_evaluate_per_task_returns_both_metrics() -> None:
     for prefix in ("", "mixture_"):
         np.testing.assert_array_equal(result[prefix + "success"], STRICT)
         np.testing.assert_array_equal(result[prefix + "success_any_step"], ANY_STEP)
-        np.testing.assert_array_equal(result[prefix + "stages_completed"], STAGES)
+        np.testing.assert_array_equal(result[prefix + "stages"], STAGES)
         np.testing.assert_array_equal(result[prefix + "length"], [EPISODE, EPISODE])

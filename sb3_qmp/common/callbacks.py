@@ -18,15 +18,25 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import HumanOutputFormat, Logger
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, unwrap_vec_normalize
 
-from sb3_qmp.common.evaluation import MODE_PREFIX, check_eval_modes, episode_outcome, resolve_eval_modes
+from sb3_qmp.common.evaluation import (
+    METRICS,
+    Episodes,
+    acting_policy,
+    check_eval_modes,
+    empty_episodes,
+    npz_key,
+    reported,
+    resolve_eval_modes,
+    run_episodes,
+)
 from sb3_qmp.common.files import atomic_open, atomic_savez
 from sb3_qmp.common.normalize import VecNormalizePerTask
 from sb3_qmp.common.vec_env import get_num_tasks, make_multitask_vec_env, task_assignment_wrappers
 
 EVAL_FILE = "evaluations_per_task.npz"
 EVAL_CSV = "evaluations_per_task.csv"
-# Per-episode results of one mode, ``(T, n_eval_episodes)`` each; the mixture's carry the "mixture_" prefix.
-EPISODE_RESULTS: tuple[str, ...] = ("returns", "successes", "successes_any_step", "lengths", "stages_completed")
+# The csv's columns after timesteps, mode, task and task name: the means of these metrics, then stages completed.
+CSV_METRICS: tuple[str, ...] = ("success", "success_any_step", "return", "length")
 # The folder SB3's ``configure()`` invents when given none (``<tmp>/SB3-<date-time>``).
 _SB3_TEMP_DIR = re.compile(r"^SB3-\d{4}(-\d{2}){5}-\d{6}$")
 
@@ -167,7 +177,7 @@ class PerTaskEvalCallback(BaseCallback):
         self.task_names: list[str] = []
         self._last_eval_step = 0
         self.timesteps: list[int] = []
-        # Per-episode results of every evaluation, by npz name (see EPISODE_RESULTS and MODE_PREFIX).
+        # Per-episode results of every evaluation, by npz key (evaluation.npz_key).
         self.history: dict[str, list[np.ndarray]] = {}
         self.selection_counts: list[np.ndarray] = []
         self._seeds = np.random.default_rng(seed)
@@ -271,85 +281,39 @@ class PerTaskEvalCallback(BaseCallback):
         return True
 
     # -- evaluation ----------------------------------------------------------------------------
-    def evaluate(self) -> dict[str, np.ndarray]:
+    def evaluate(self) -> dict[str, Episodes]:
         """Run ``n_eval_episodes`` episodes of every task in every mode of ``eval_modes``.
 
-        :return: ``(T, n_eval_episodes)`` arrays named as in the npz file: ``returns``, ``successes``,
-            ``successes_any_step``, ``lengths`` (own policies; ``stages_completed`` if the env reports it)
-            and the same names prefixed with ``mixture_`` when the mixture is evaluated.
+        :return: per mode, every metric's episodes ``(T, n_eval_episodes)`` (``stages`` where the env reports it).
         """
-        assert self.eval_env is not None, "call model.learn(callback=...) (or init_callback) first"
+        env = self.eval_env
+        assert env is not None, "call model.learn(callback=...) (or init_callback) first"
         self._sync_normalization()
         # A TaskAssignmentWrapper in the eval env (rl-zoo3's vec_env_wrapper) would reassign the tasks this
         # evaluation sets: it stands aside while every task is run in turn.
-        assigners = task_assignment_wrappers(self.eval_env)
+        assigners = task_assignment_wrappers(env)
         for wrapper in assigners:
             wrapper.assign = False
         try:
             # One seed per round of tasks, shared by the modes: both see the same start states.
-            n_rounds = -(-self.num_tasks // self.eval_env.num_envs)
-            round_seeds = self._seeds.integers(2**31 - 2**20, size=n_rounds).tolist()
-            result: dict[str, np.ndarray] = {}
+            n_rows = env.num_envs
+            round_seeds = self._seeds.integers(2**31 - 2**20, size=-(-self.num_tasks // n_rows)).tolist()
+            result: dict[str, Episodes] = {}
             for mode in self.eval_modes:
-                episodes = self._evaluate(mode, round_seeds)
-                result.update({MODE_PREFIX[mode] + name: values for name, values in episodes.items()})
+                policy = acting_policy(self.model, mode, round_seeds[0])
+                episodes = empty_episodes(self.num_tasks, self.n_eval_episodes)
+                for first, round_seed in zip(range(0, self.num_tasks, n_rows), round_seeds):
+                    # One round: row r evaluates task first + r (rows beyond the last task run but are ignored).
+                    for row in range(n_rows):
+                        env.env_method("set_task", (first + row) % self.num_tasks, indices=[row])
+                    env.seed(round_seed)
+                    row_tasks = [first + row if first + row < self.num_tasks else None for row in range(n_rows)]
+                    run_episodes(policy, env, row_tasks, self.n_eval_episodes, episodes, self.deterministic)
+                result[mode] = reported(episodes)
             return result
         finally:
             for wrapper in assigners:
                 wrapper.assign = True
-
-    def _evaluate(self, mode: str, round_seeds: list[int]) -> dict[str, np.ndarray]:
-        """The episodes of one mode, unprefixed names; ``stages_completed`` only if the env reports it."""
-        env = self.eval_env
-        assert env is not None
-        n_rows, n_eps = env.num_envs, self.n_eval_episodes
-        view = self.model.mixture_policy(seed=round_seeds[0]) if mode == "mixture" else None  # type: ignore[attr-defined]
-        returns = np.zeros((self.num_tasks, n_eps))
-        outcomes = np.full((3, self.num_tasks, n_eps), np.nan)  # strict, any-step, stages
-        lengths = np.zeros((self.num_tasks, n_eps), dtype=np.int64)
-        for first, round_seed in zip(range(0, self.num_tasks, n_rows), round_seeds):
-            # One round: row r evaluates task first + r (rows beyond the last task run but are ignored).
-            row_tasks = [(first + r) % self.num_tasks for r in range(n_rows)]
-            active = np.array([first + r < self.num_tasks for r in range(n_rows)])
-            for row, task in enumerate(row_tasks):
-                env.env_method("set_task", task, indices=[row])
-            env.seed(round_seed)
-            obs = env.reset()
-            starts = np.ones(n_rows, dtype=bool)
-            done_count = np.zeros(n_rows, dtype=np.int64)
-            ep_return = np.zeros(n_rows)
-            ep_len = np.zeros(n_rows, dtype=np.int64)
-            while (done_count[active] < n_eps).any():
-                if view is None:
-                    actions, _ = self.model.predict(obs, deterministic=self.deterministic)  # type: ignore[arg-type]
-                else:
-                    actions, _ = view.predict(obs, episode_start=starts, deterministic=self.deterministic)
-                obs, rewards, dones, infos = env.step(actions)
-                starts = dones
-                ep_return += rewards
-                ep_len += 1
-                for done_row in np.flatnonzero(dones):
-                    row = int(done_row)
-                    if active[row] and done_count[row] < n_eps:
-                        task, k = row_tasks[row], int(done_count[row])
-                        info = infos[row]
-                        if info.get("task_id", task) != task:
-                            raise RuntimeError(
-                                f"Sub-env {row} of the eval env ran task {info['task_id']} instead of task {task}: "
-                                "something outside PerTaskEvalCallback reassigns its tasks. Pass an eval env "
-                                "(or env id) whose tasks only the callback sets."
-                            )
-                        # Monitor's totals are the unnormalised ones, when available.
-                        episode = info.get("episode")
-                        returns[task, k] = episode["r"] if episode is not None else ep_return[row]
-                        lengths[task, k] = episode["l"] if episode is not None else ep_len[row]
-                        outcomes[:, task, k] = episode_outcome(info)
-                        done_count[row] += 1
-                    ep_return[row], ep_len[row] = 0.0, 0
-        result = {"returns": returns, "successes": outcomes[0], "successes_any_step": outcomes[1], "lengths": lengths}
-        if not np.isnan(outcomes[2]).all():
-            result["stages_completed"] = outcomes[2]
-        return result
 
     def _on_step(self) -> bool:
         if self.eval_freq > 0 and self.num_timesteps - self._last_eval_step >= self.eval_freq:
@@ -364,41 +328,31 @@ class PerTaskEvalCallback(BaseCallback):
         self._last_eval_step = self.num_timesteps
         result = self.evaluate()
         self.timesteps.append(self.num_timesteps)
-        for mode in self.eval_modes:
-            for name in EPISODE_RESULTS:
-                key = MODE_PREFIX[mode] + name
-                shape = (self.num_tasks, self.n_eval_episodes)
-                self.history.setdefault(key, []).append(result.get(key, np.full(shape, np.nan)))
+        shape = (self.num_tasks, self.n_eval_episodes)
+        for mode, episodes in result.items():
+            for metric in METRICS:
+                self.history.setdefault(npz_key(metric, mode), []).append(episodes.get(metric, np.full(shape, np.nan)))
         counts = getattr(self.model, "selection_counts", None)
         if counts is not None:
             self.selection_counts.append(np.array(counts, dtype=np.int64, copy=True))
-
-        summaries = []
-        for mode in self.eval_modes:
-            prefix = self.log_prefix if mode == "own" else f"{self.log_prefix}/{mode}"
-            summaries.append(self._log_mode(result, MODE_PREFIX[mode], prefix, main=mode == "own"))
+        summaries = [self._log_mode(episodes, mode) for mode, episodes in result.items()]
         self.logger.record("time/total_timesteps", self.num_timesteps, exclude="tensorboard")
         self.logger.dump(self.num_timesteps)
         if self.verbose >= 1:
             print(
                 f"Per-task eval at {self.num_timesteps} steps: "
-                + "; ".join(f"{mode} {summary}" for mode, summary in zip(self.eval_modes, summaries))
+                + "; ".join(f"{mode} {summary}" for mode, summary in zip(result, summaries))
             )
         self.save()
 
-    def _log_mode(self, result: dict[str, np.ndarray], name_prefix: str, key_prefix: str, main: bool) -> str:
-        """Record one mode's per-task and mean numbers under ``key_prefix``; return a summary line.
-
-        :param result: the evaluation's arrays.
-        :param name_prefix: the mode's prefix of the array names.
-        :param key_prefix: logger key prefix of this mode.
-        :param main: the own-policy mode: its strict success and return also go to stdout per task.
-        """
-        success = result[f"{name_prefix}successes"].mean(axis=1)
-        any_step = result[f"{name_prefix}successes_any_step"].mean(axis=1)
-        mean_return = result[f"{name_prefix}returns"].mean(axis=1)
-        stages = result.get(f"{name_prefix}stages_completed")
-        per_task_exclude = None if main else "stdout"
+    def _log_mode(self, episodes: Episodes, mode: str) -> str:
+        """Record one mode's per-task and mean numbers; return a summary line. The own policies' keys are
+        ``<log_prefix>/...`` and their per-task strict success and return also go to stdout; the mixture's are
+        ``<log_prefix>/mixture/...``."""
+        key_prefix = self.log_prefix if mode == "own" else f"{self.log_prefix}/{mode}"
+        success, any_step = episodes["success"].mean(axis=1), episodes["success_any_step"].mean(axis=1)
+        mean_return, stages = episodes["return"].mean(axis=1), episodes.get("stages")
+        per_task_exclude = None if mode == "own" else "stdout"
         for task in range(self.num_tasks):
             key = f"{key_prefix}/task_{task}"
             self.logger.record(f"{key}/success_rate", float(success[task]), exclude=per_task_exclude)
@@ -504,22 +458,11 @@ class PerTaskEvalCallback(BaseCallback):
             )
             for k, step in enumerate(self.timesteps):
                 for mode in self.eval_modes:
-                    prefix = MODE_PREFIX[mode]
-                    stages = arrays.get(f"{prefix}stages_completed")
+                    stages = arrays.get(npz_key("stages", mode))
                     for task in range(self.num_tasks):
-                        writer.writerow(
-                            [
-                                step,
-                                mode,
-                                task,
-                                self.task_names[task],
-                                arrays[f"{prefix}successes"][k, task].mean(),
-                                arrays[f"{prefix}successes_any_step"][k, task].mean(),
-                                arrays[f"{prefix}returns"][k, task].mean(),
-                                arrays[f"{prefix}lengths"][k, task].mean(),
-                                "" if stages is None else _nanmean(stages[k, task]),
-                            ]
-                        )
+                        means = [arrays[npz_key(metric, mode)][k, task].mean() for metric in CSV_METRICS]
+                        stage = "" if stages is None else _nanmean(stages[k, task])
+                        writer.writerow([step, mode, task, self.task_names[task], *means, stage])
 
 
 def load_evaluations(path: str) -> dict[str, np.ndarray]:

@@ -6,17 +6,8 @@ written by :class:`~sb3_qmp.common.callbacks.PerTaskEvalCallback` (:func:`find_r
 ``benchmarks/paper_comparison.py`` (:meth:`Run.from_json`), so that figures can be redrawn from a
 committed summary without the (large, uncommitted) logs.
 
-Metrics, per task and evaluation (mean over the evaluation episodes), with their npz keys:
-
-* ``success`` (``successes``): the strict success, ``info["is_success"]`` at the episode's end
-  (Reacher: all stages done / the stay task held; Meta-World: success at the last step);
-* ``success_any_step`` (``successes_any_step``): the paper's metric, the per-step success flag set at
-  any step of the episode (how the authors' code counts a success): the one comparable with the
-  paper's curves;
-* ``return`` (``returns``), ``length`` (``lengths``), ``stages`` (``stages_completed``, Reacher).
-
-Evaluation modes: ``own`` (each task's own policy, deterministic) and ``mixture`` (the algorithm's
-collector, deterministic; mixture algorithms only), whose npz keys carry a ``mixture_`` prefix.
+The metrics and evaluation modes are those of :mod:`sb3_qmp.common.evaluation` (one vocabulary; a
+:class:`Run` holds each metric's per-task mean at every evaluation).
 Files written before the any-step metric and the mixture evaluation existed hold ``own``
 ``success``/``return``/``length`` only: the missing series are simply absent (:meth:`Run.has`).
 """
@@ -35,36 +26,10 @@ from typing import Any
 import numpy as np
 
 from sb3_qmp.common.callbacks import EVAL_FILE, load_evaluations
+from sb3_qmp.common.evaluation import EVAL_MODES, METRICS, check_metric, check_mode, npz_key
 
-# Metric name -> npz key of the own-policy evaluation (the mixture evaluation's key is "mixture_" + key).
-METRICS: dict[str, str] = {
-    "success": "successes",
-    "success_any_step": "successes_any_step",
-    "return": "returns",
-    "length": "lengths",
-    "stages": "stages_completed",
-}
-SUCCESS_METRICS = ("success_any_step", "success")
-MODES = ("own", "mixture")
 # rl-zoo3 names a run folder <env>_<run id> (an optional _<uuid> is not used by this package's tools).
 RUN_DIR = re.compile(r"^(?P<env>.+)_(?P<run>\d+)$")
-
-
-def npz_key(metric: str, mode: str = "own") -> str:
-    """The :class:`~sb3_qmp.common.callbacks.PerTaskEvalCallback` npz key of ``metric`` in ``mode``."""
-    check_metric(metric)
-    check_mode(mode)
-    return METRICS[metric] if mode == "own" else f"mixture_{METRICS[metric]}"
-
-
-def check_metric(metric: str) -> None:
-    if metric not in METRICS:
-        raise ValueError(f"Unknown metric {metric!r}; choose one of {list(METRICS)}.")
-
-
-def check_mode(mode: str) -> None:
-    if mode not in MODES:
-        raise ValueError(f"Unknown evaluation mode {mode!r}; choose one of {list(MODES)}.")
 
 
 @dataclass
@@ -123,7 +88,7 @@ class Run:
 
     @property
     def modes(self) -> list[str]:
-        return [mode for mode in MODES if self.curves.get(mode)]
+        return [mode for mode in EVAL_MODES if self.curves.get(mode)]
 
     def has(self, metric: str, mode: str = "own") -> bool:
         """Whether this run recorded ``metric`` in evaluation mode ``mode``."""
@@ -187,7 +152,7 @@ def run_from_npz(file: str, algo: str, env: str, seed: int | None = None) -> Run
     if data["timesteps"].size == 0:
         return None
     curves: dict[str, dict[str, np.ndarray]] = {}
-    for mode in MODES:
+    for mode in EVAL_MODES:
         for metric in METRICS:
             key = npz_key(metric, mode)
             if key not in data or data[key].size == 0:
