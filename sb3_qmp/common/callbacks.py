@@ -70,55 +70,23 @@ def chosen_log_dir(logger: Logger | None) -> str | None:
 class PerTaskEvalCallback(BaseCallback):
     """Evaluate every task on its own, every ``eval_freq`` env steps, in one or two evaluation modes.
 
-    * ``"own"``: each task's own policy (``model.predict``, which routes each observation to its task's
-      policy through the one-hot suffix). Every model.
-    * ``"mixture"``: the algorithm's collection mixture, deterministic (``model.mixture_policy()``: for
-      QMP task i's critic scores every policy's mean action and the winner's mean is executed, with the
-      model's ``critic_reduce`` and commitment settings; Uniform/Domain draw the policy and execute its
-      mean). Models with a mixture only (``model.has_mixture``: QMP, QMP multi-head, QMP-Uniform,
-      QMP-Domain). It runs on its own copy of the collector: evaluating never changes collection.
+    The episodes run in :func:`~sb3_qmp.common.evaluation.run_episodes` (modes ``"own"`` and ``"mixture"``,
+    metrics and their meaning there); this callback schedules them, logs them and writes them. Both modes run
+    the same episodes: the same env rows and start states (the env is re-seeded every evaluation from ``seed``).
+    The mixture runs on its own copy of the collector: evaluating never changes collection.
 
-    ``eval_modes="auto"`` runs both for models with a mixture and ``"own"`` for the rest. Both modes run
-    the same episodes: same env rows and the same start states (the env is re-seeded per evaluation round
-    from ``seed``).
+    * Logger (stdout, tensorboard, csv): ``<log_prefix>/task_<i>/success_rate`` (strict), ``success_any_step_rate``
+      (the paper's), ``mean_reward``, ``stages_completed`` (where reported) and their means over tasks; the
+      mixture's under ``<log_prefix>/mixture/``.
+    * ``log_path/evaluations_per_task.npz`` (read by ``python -m sb3_qmp.plot`` and :mod:`sb3_qmp.common.results`):
+      ``timesteps (K,)``, every metric's episodes ``(K, T, n_eval_episodes)`` under its npz key
+      (:func:`~sb3_qmp.common.evaluation.npz_key`), ``eval_modes``, ``task_names`` and the model's cumulative
+      ``selection_counts (K, T, T)``; and ``evaluations_per_task.csv``, one row per evaluation, mode and task.
+    * In memory: ``timesteps``, ``selection_counts`` and ``history[npz key]``.
 
-    Which numbers match the paper: the authors' code counts an episode as a success if the env's success
-    flag was set at *any* step (``success_any_step``; the strict ``success`` is the env's ``is_success``
-    at the last step) and its default evaluation key runs the *mixture*; it logs the own policies as a
-    second key, and the paper does not say which one it plots. The own-policy strict numbers stay the
-    main keys. Each evaluation runs ``n_eval_episodes`` episodes **per task** and mode and
-    records, per task and averaged over tasks:
-
-    * to the SB3 logger (stdout, tensorboard, csv): own policies ``<prefix>/task_<i>/success_rate``
-      (strict), ``<prefix>/task_<i>/success_any_step_rate``, ``<prefix>/task_<i>/mean_reward``,
-      ``<prefix>/task_<i>/stages_completed`` (if the env reports it) and their means
-      ``<prefix>/success_rate``, ``<prefix>/success_any_step_rate``, ``<prefix>/mean_reward``; the
-      mixture the same under ``<prefix>/mixture/`` (per-task keys other than the own policies'
-      ``success_rate``/``mean_reward`` skip stdout);
-    * in memory: ``timesteps``, ``selection_counts`` and ``history[name]`` (a list per npz name below;
-      ``returns``, ``successes``, ``lengths`` are also attributes);
-    * to ``log_path/evaluations_per_task.npz`` (read by ``python -m sb3_qmp.plot``): ``timesteps (K,)``;
-      own policies ``returns``, ``successes`` (strict), ``successes_any_step``, ``lengths`` and, if the
-      env reports it, ``stages_completed``, each ``(K, T, n_eval_episodes)``; the mixture's
-      ``mixture_returns``, ``mixture_successes``, ``mixture_successes_any_step``, ``mixture_lengths``,
-      ``mixture_stages_completed`` (same shapes); ``eval_modes`` (the modes run, e.g. ``["own",
-      "mixture"]``), ``task_names (T,)`` and, for models with a selection statistic, ``selection_counts
-      (K, T, T)``; and a readable csv ``evaluations_per_task.csv`` (one row per evaluation, mode and task:
-      ``timesteps, mode, task, task_name, success_rate, success_any_step_rate, mean_reward, mean_length,
-      stages_completed``).
-
-    If the training env is wrapped in :class:`~sb3_qmp.common.normalize.VecNormalizePerTask` with
-    ``norm_obs``, the eval env is wrapped in a ``VecNormalizePerTask(training=False, norm_reward=False)``
-    whose observation statistics are copied from the training env before every evaluation (reward-only
-    normalisation needs nothing: the returns recorded are the raw ones).
-
-    From rl-zoo3, add it to a YAML entry (the zoo points ``log_path`` at the run folder; ``-optimize``
-    trials leave it out, see :mod:`sb3_qmp.zoo`)::
-
-        callback:
-          - sb3_qmp.common.callbacks.PerTaskEvalCallback:
-              eval_freq: 10000
-              n_eval_episodes: 5
+    A training env wrapped in :class:`~sb3_qmp.common.normalize.VecNormalizePerTask` with ``norm_obs`` gets an
+    eval env normalised with the training statistics (copied before every evaluation; rewards stay raw).
+    From rl-zoo3, add it to a YAML entry's ``callback`` list (see docs/zoo.md).
 
     :param eval_env: the evaluation env: ``None`` (build one from the training env's id and
         kwargs), a registered multi-task env id, a multi-task gym env or a VecEnv of multi-task
