@@ -9,6 +9,7 @@ import torch as th
 from sb3_qmp import MultiHeadSAC, QMPMultiHead, make_multitask_vec_env
 from sb3_qmp.common.batched import MemberLayout
 from sb3_qmp.common.buffers import MixedReplayBufferSamples, MultiTaskReplayBufferSamples
+from sb3_qmp.mtsac.policies import MultiTaskSACPolicy
 from sb3_qmp.multihead import MultiHeadActor, MultiHeadCritic, MultiHeadSACPolicy
 
 T, D, A = 4, 2, 2
@@ -31,6 +32,8 @@ def test_architecture(env):
         MultiHeadSAC(env, collector="qswitch", **SMALL)
     with pytest.raises(ValueError, match="'qswitch' collector"):
         QMPMultiHead(env, collector="own", **SMALL)
+    with pytest.raises(ValueError, match=r"QMPMultiHead needs a MultiHeadSACPolicy .*got MultiTaskSACPolicy"):
+        QMPMultiHead(MultiTaskSACPolicy, env, **SMALL)
 
 
 def test_heads_differ_per_task():
@@ -120,8 +123,8 @@ def test_qmp_multihead_executes_argmax_proposal(env, monkeypatch):
     recorded = {}
     propose = policy.actor.propose
 
-    def recording_propose(obs):
-        recorded["proposals"] = propose(obs)
+    def recording_propose(obs, deterministic=False):
+        recorded["proposals"] = propose(obs, deterministic=deterministic)
         return recorded["proposals"]
 
     def fake_score(obs, actions, score_tasks, reduce="q1"):

@@ -12,7 +12,7 @@ from gymnasium import spaces
 
 from sb3_qmp import SharedSAC, make_multitask_vec_env
 from sb3_qmp.common.buffers import MultiTaskReplayBuffer
-from sb3_qmp.mtsac.policies import MultiTaskActor
+from sb3_qmp.mtsac.policies import MultiTaskActor, MultiTaskSACPolicy
 from sb3_qmp.shared import PooledReplayBuffer, SharedSACPolicy
 
 SMALL = dict(learning_starts=50, batch_size=32, buffer_size=5_000, policy_kwargs=dict(net_arch=[32, 32]), seed=0)
@@ -65,6 +65,17 @@ def test_one_network_one_entropy_coefficient(trained):
     assert sum(p.numel() for p in trained.actor.parameters()) == sum(p.numel() for p in single.parameters())
     assert trained.log_ent_coef.shape == (1,)
     assert trained.ent_coef_optimizer.param_groups[0]["params"][0] is trained.log_ent_coef
+
+
+def test_train_statistics_are_the_pooled_batchs(env):
+    # One agent: its one pooled batch has no per-task rows, so nothing is logged per task.
+    model = SharedSAC(env, **SMALL)
+    model.learn(100, progress_bar=False)
+    model.logger.name_to_value.clear()
+    model.train(gradient_steps=1, batch_size=model.batch_size)
+    logged = model.logger.name_to_value
+    assert {"train/actor_loss", "train/critic_loss", "train/ent_coef", "train/ent_coef_loss"} <= logged.keys()
+    assert not [key for key in logged if key.startswith("train/task_")]
 
 
 def test_learns_with_per_task_stats(trained):
@@ -167,6 +178,8 @@ def test_bad_arguments(env):
         SharedSAC(env, collector="qswitch", **SMALL)
     with pytest.raises(ValueError, match="PooledReplayBuffer"):
         SharedSAC(env, replay_buffer_class=MultiTaskReplayBuffer, **SMALL)
+    with pytest.raises(ValueError, match=r"SharedSAC needs a SharedSACPolicy .*got MultiTaskSACPolicy"):
+        SharedSAC(MultiTaskSACPolicy, env, **SMALL)
     with pytest.raises(ValueError, match="gradient_steps_factor"):
         SharedSAC(env, gradient_steps_factor=0, **SMALL)
     with pytest.raises(ValueError, match="batch_per_task"):

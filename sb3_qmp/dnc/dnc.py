@@ -6,10 +6,9 @@ Each task i keeps its own SAC agent, collecting with its own policy, and its act
 
 (KL of the pre-tanh diagonal Gaussians, averaged over action dimensions d and over states s drawn from
 every task's batch, and *summed* over the T - 1 other policies, as the authors' code does), with ``pi_j``
-held fixed: task i's penalty trains ``pi_i`` only (see :class:`DnC`). ``DnC`` also
-periodically *distills* all task policies into one central policy and then overwrites every task policy
-with it; ``DnCReg`` (the paper's "regularization only") never distills. See ``docs/algorithms.md`` for
-the design decisions.
+held fixed: task i's penalty trains ``pi_i`` only. That is all of ``DnCReg`` (the paper's "regularization
+only"); ``DnC`` adds the periodic *distillation* of all task policies into one central policy, which then
+overwrites every task policy. See ``docs/algorithms.md`` for the design decisions.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ from stable_baselines3.common.type_aliases import MaybeCallback
 
 from sb3_qmp.common.denormal import flushing_denormals
 from sb3_qmp.mtsac.mtsac import MultiTaskSAC
-from sb3_qmp.mtsac.policies import MultiTaskActor, MultiTaskSACPolicy
+from sb3_qmp.mtsac.policies import MultiTaskActor
 
 _ATANH_CLIP = 1.0 - 1e-6
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
@@ -50,9 +49,8 @@ def pairwise_policy_kl(mean: th.Tensor, log_std: th.Tensor, detach_target: bool 
     return kl.mean(dim=(2, 3))
 
 
-class DnC(MultiTaskSAC):
-    """Divide-and-Conquer: per-task SAC agents with a KL penalty toward the other tasks' policies and
-    periodic distillation into a central policy that then replaces every task policy.
+class DnCReg(MultiTaskSAC):
+    """DnC (regularization only): per-task SAC agents with a KL penalty toward the other tasks' policies.
 
     Penalty (added in :meth:`_actor_loss`): for task i, ``beta * sum_{j != i} mean KL(pi_j || pi_i)`` over
     the pooled states of all tasks' batches (the ``T * batch_size`` states of the gradient step, or a
@@ -64,6 +62,84 @@ class DnC(MultiTaskSAC):
     gives the same update in one batched backward pass (without it, the summed loss would also pull
     ``pi_j`` toward ``pi_i``). The KLs to the other policies are summed, not averaged (the authors'
     code), so the penalty grows with T.
+
+    :param policy: the policy (``"MlpPolicy"``) or a multi-task env.
+    :param env: the multi-task environment.
+    :param beta: weight of the KL penalty (paper: 1e-3 Reacher and Meta-World, 1e-4 Maze; searched in
+        {1e-4, ..., 1}); ``0`` disables it.
+    :param kl_states: number of pooled states for the penalty (``None``: all ``T * batch_size``).
+    :param kwargs: the other keyword arguments of :class:`~sb3_qmp.mtsac.MultiTaskSAC` (``collector``, if
+        given, must be ``"own"``).
+    """
+
+    default_collector: ClassVar[str] = "own"
+    actor: MultiTaskActor
+
+    def __init__(
+        self,
+        policy: Any = "MlpPolicy",
+        env: Any = None,
+        beta: float = 1e-3,
+        kl_states: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        # DnC takes its distillation arguments itself: any left here were given to DnCReg.
+        distill_args = sorted(k for k in kwargs if k.startswith("distill") or k == "n_distillations")
+        if distill_args:
+            raise TypeError(f"{type(self).__name__} never distills; it takes no {distill_args}. Use DnC for distillation.")
+        if not (isinstance(beta, (int, float)) and math.isfinite(beta) and beta >= 0):
+            raise ValueError(f"beta (KL penalty weight) must be a finite float >= 0, got {beta!r}.")
+        if kl_states is not None and (not isinstance(kl_states, int) or kl_states < 1):
+            raise ValueError(f"kl_states must be an int >= 1 or None (all pooled states), got {kl_states!r}.")
+        self.beta = float(beta)
+        self.kl_states = kl_states
+        self._kl_log: list[th.Tensor] = []
+        super().__init__(policy, env, **kwargs)
+
+    def _setup_model(self) -> None:
+        super()._setup_model()
+        if type(self.actor) is not MultiTaskActor:
+            raise ValueError(
+                f"{type(self).__name__} needs the separate per-task actors of MultiTaskSACPolicy, "
+                f"got {type(self.actor).__name__}."
+            )
+
+    def kl_penalty(self, features: th.Tensor) -> th.Tensor:
+        """Per-task penalty ``(T,)``: ``sum_{j != i} mean KL(pi_j || pi_i)`` (without ``beta``) on the pooled states.
+
+        :param features: the gradient step's network inputs ``(T, B, D)``; all ``T * B`` states are pooled.
+        """
+        pooled = features.reshape(-1, features.shape[-1])
+        if self.kl_states is not None and self.kl_states < pooled.shape[0]:
+            pooled = pooled[th.randperm(pooled.shape[0], device=pooled.device)[: self.kl_states]]
+        mean, log_std = self.actor.distribution_params(pooled.unsqueeze(0).expand(self.num_tasks, -1, -1))
+        kl = pairwise_policy_kl(mean, log_std, detach_target=True)  # [j, i]
+        return kl.sum(dim=0) - kl.diagonal()  # sum over j != i (the j = i term is 0 anyway)
+
+    def _actor_loss(self, features: th.Tensor, ent_coef: th.Tensor, actions_pi: th.Tensor, log_prob: th.Tensor) -> th.Tensor:
+        loss = super()._actor_loss(features, ent_coef, actions_pi, log_prob)
+        if self.beta == 0.0 or self.num_tasks < 2:
+            return loss
+        penalty = self.kl_penalty(features)
+        self._kl_log.append(penalty.detach())
+        return loss + self.beta * penalty
+
+    def _on_train_end(self, gradient_steps: int) -> None:
+        super()._on_train_end(gradient_steps)
+        if self._kl_log:
+            per_task = th.stack(self._kl_log).mean(dim=0).cpu().numpy()
+            self._kl_log.clear()
+            self.logger.record("train/dnc_kl", float(per_task.mean()))
+            for task, value in enumerate(per_task):
+                self.logger.record(f"train/task_{task}/dnc_kl", float(value), exclude="stdout")
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "_kl_log"]
+
+
+class DnC(DnCReg):
+    """Divide-and-Conquer: :class:`DnCReg`'s KL penalty, plus periodic distillation of the task policies
+    into a central policy that then replaces every task policy.
 
     Distillation (in :meth:`_on_train_end`): a central actor with the same architecture as one task actor
     is trained for ``distill_epochs`` gradient steps on ``distill_batch_size`` states of every task's
@@ -92,10 +168,7 @@ class DnC(MultiTaskSAC):
         given, must be ``"own"``).
     """
 
-    default_collector: ClassVar[str] = "own"
-    distillation: ClassVar[bool] = True
-    actor: MultiTaskActor
-    central_actor: MultiTaskActor | None
+    central_actor: MultiTaskActor
 
     def __init__(
         self,
@@ -112,10 +185,6 @@ class DnC(MultiTaskSAC):
         distill_reset_optimizer: bool = True,
         **kwargs: Any,
     ) -> None:
-        if not (isinstance(beta, (int, float)) and math.isfinite(beta) and beta >= 0):
-            raise ValueError(f"beta (KL penalty weight) must be a finite float >= 0, got {beta!r}.")
-        if kl_states is not None and (not isinstance(kl_states, int) or kl_states < 1):
-            raise ValueError(f"kl_states must be an int >= 1 or None (all pooled states), got {kl_states!r}.")
         if distill_period is not None and (not isinstance(distill_period, int) or distill_period <= 0):
             raise ValueError(f"distill_period must be a positive number of env steps (or None), got {distill_period!r}.")
         if not isinstance(n_distillations, int) or n_distillations <= 0:
@@ -130,8 +199,6 @@ class DnC(MultiTaskSAC):
             raise ValueError(f"distill_learning_rate must be > 0 (or None), got {distill_learning_rate!r}.")
         if not isinstance(distill_reset_optimizer, bool):
             raise ValueError(f"distill_reset_optimizer must be a bool, got {distill_reset_optimizer!r}.")
-        self.beta = float(beta)
-        self.kl_states = kl_states
         self.distill_period = distill_period
         self.n_distillations = n_distillations
         self.distill_epochs = distill_epochs
@@ -142,28 +209,16 @@ class DnC(MultiTaskSAC):
         self.distill_count = 0
         self._next_distill_at: int | None = None
         self._distill_every: int | None = distill_period
-        self.central_actor = None
-        self._kl_log: list[th.Tensor] = []
-        super().__init__(policy, env, **kwargs)
+        super().__init__(policy, env, beta=beta, kl_states=kl_states, **kwargs)
 
-    # ------------------------------------------------------------------------------------------
-    # Set-up
-    # ------------------------------------------------------------------------------------------
     def _setup_model(self) -> None:
         super()._setup_model()
-        if type(self.actor) is not MultiTaskActor:
-            raise ValueError(
-                f"{type(self).__name__} needs the separate per-task actors of MultiTaskSACPolicy, "
-                f"got {type(self.actor).__name__}."
-            )
-        if self.distillation:
-            policy = self.policy
-            assert isinstance(policy, MultiTaskSACPolicy)
-            self.central_actor = MultiTaskActor(
-                1, policy.features_dim, policy.action_dim, policy.pi_arch, policy.activation_fn
-            ).to(self.device)
-            lr = self.distill_learning_rate if self.distill_learning_rate is not None else self.lr_schedule(1)
-            self.central_actor.optimizer = th.optim.Adam(self.central_actor.parameters(), lr=lr)
+        policy = self.policy
+        self.central_actor = MultiTaskActor(
+            1, policy.features_dim, policy.action_dim, policy.pi_arch, policy.activation_fn
+        ).to(self.device)
+        lr = self.distill_learning_rate if self.distill_learning_rate is not None else self.lr_schedule(1)
+        self.central_actor.optimizer = th.optim.Adam(self.central_actor.parameters(), lr=lr)
 
     def _setup_learn(
         self,
@@ -186,50 +241,16 @@ class DnC(MultiTaskSAC):
             self._next_distill_at = self.distill_period
         return total_timesteps, callback
 
-    # ------------------------------------------------------------------------------------------
-    # KL penalty
-    # ------------------------------------------------------------------------------------------
-    def kl_penalty(self, features: th.Tensor) -> th.Tensor:
-        """Per-task penalty ``(T,)``: ``sum_{j != i} mean KL(pi_j || pi_i)`` (without ``beta``) on the pooled states.
-
-        :param features: the gradient step's network inputs ``(T, B, D)``; all ``T * B`` states are pooled.
-        """
-        pooled = features.reshape(-1, features.shape[-1])
-        if self.kl_states is not None and self.kl_states < pooled.shape[0]:
-            pooled = pooled[th.randperm(pooled.shape[0], device=pooled.device)[: self.kl_states]]
-        mean, log_std = self.actor.distribution_params(pooled.unsqueeze(0).expand(self.num_tasks, -1, -1))
-        kl = pairwise_policy_kl(mean, log_std, detach_target=True)  # [j, i]
-        return kl.sum(dim=0) - kl.diagonal()  # sum over j != i (the j = i term is 0 anyway)
-
-    def _actor_loss(self, features: th.Tensor, ent_coef: th.Tensor, actions_pi: th.Tensor, log_prob: th.Tensor) -> th.Tensor:
-        loss = super()._actor_loss(features, ent_coef, actions_pi, log_prob)
-        if self.beta == 0.0 or self.num_tasks < 2:
-            return loss
-        penalty = self.kl_penalty(features)
-        self._kl_log.append(penalty.detach())
-        return loss + self.beta * penalty
-
-    # ------------------------------------------------------------------------------------------
-    # Distillation
-    # ------------------------------------------------------------------------------------------
     def _on_train_end(self, gradient_steps: int) -> None:
         super()._on_train_end(gradient_steps)
-        if self._kl_log:
-            per_task = th.stack(self._kl_log).mean(dim=0).cpu().numpy()
-            self._kl_log.clear()
-            self.logger.record("train/dnc_kl", float(per_task.mean()))
-            for task, value in enumerate(per_task):
-                self.logger.record(f"train/task_{task}/dnc_kl", float(value), exclude="stdout")
-        if not self.distillation or self._distill_every is None:
+        if self._distill_every is None or self._next_distill_at is None or self.num_timesteps < self._next_distill_at:
             return
-        if self._next_distill_at is not None and self.num_timesteps >= self._next_distill_at:
-            self.distill()
-            # A nominal schedule (no drift from the train frequency); at most one distillation per update.
-            while self._next_distill_at <= self.num_timesteps:
-                self._next_distill_at += self._distill_every
+        self.distill()
+        # A nominal schedule (no drift from the train frequency); at most one distillation per update.
+        while self._next_distill_at <= self.num_timesteps:
+            self._next_distill_at += self._distill_every
 
     def _distill_loss(self, features: th.Tensor, actions: th.Tensor) -> th.Tensor:
-        assert self.central_actor is not None
         n_tasks, batch = features.shape[:2]
         # All tasks' states through the one central network.
         mean_c, log_std_c = self.central_actor.distribution_params(features.reshape(1, n_tasks * batch, -1))
@@ -251,8 +272,6 @@ class DnC(MultiTaskSAC):
 
         :return: the final distillation loss.
         """
-        if self.central_actor is None:
-            raise RuntimeError(f"{type(self).__name__} does not distill (no central policy).")
         self.central_actor.train(True)
         loss = th.zeros(())
         for _ in range(self.distill_epochs):
@@ -276,53 +295,9 @@ class DnC(MultiTaskSAC):
         self.logger.record("train/n_distillations", self.distill_count)
         return final
 
-    # ------------------------------------------------------------------------------------------
-    # Save / load
-    # ------------------------------------------------------------------------------------------
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "central_actor", "_kl_log"]
+        return [*super()._excluded_save_params(), "central_actor"]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         state_dicts, variables = super()._get_torch_save_params()
-        if self.distillation:
-            state_dicts = [*state_dicts, "central_actor", "central_actor.optimizer"]
-        return state_dicts, variables
-
-
-class DnCReg(DnC):
-    """DnC (regularization only): per-task SAC agents with DnC's KL penalty and no distillation.
-
-    :param policy: the policy (``"MlpPolicy"``) or a multi-task env.
-    :param env: the multi-task environment.
-    :param beta: weight of the KL penalty (paper: 1e-3 Reacher and Meta-World, 1e-4 Maze).
-    :param kl_states: number of pooled states for the penalty (``None``: all ``T * batch_size``).
-    :param kwargs: the other keyword arguments of :class:`~sb3_qmp.mtsac.MultiTaskSAC`.
-    """
-
-    distillation: ClassVar[bool] = False
-
-    def __init__(
-        self,
-        policy: Any = "MlpPolicy",
-        env: Any = None,
-        beta: float = 1e-3,
-        kl_states: int | None = None,
-        **kwargs: Any,
-    ) -> None:
-        distill_args = sorted(k for k in kwargs if k.startswith("distill") or k == "n_distillations")
-        if distill_args:
-            raise TypeError(f"DnCReg never distills; it takes no {distill_args}. Use DnC for distillation.")
-        super().__init__(policy, env, beta=beta, kl_states=kl_states, **kwargs)
-        self._distill_every = None
-
-    def _setup_learn(
-        self,
-        total_timesteps: int,
-        callback: MaybeCallback = None,
-        reset_num_timesteps: bool = True,
-        tb_log_name: str = "run",
-        progress_bar: bool = False,
-    ) -> tuple[int, Any]:
-        result = super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
-        self._distill_every = None
-        return result
+        return [*state_dicts, "central_actor", "central_actor.optimizer"], variables

@@ -71,8 +71,6 @@ class MultiHeadSAC(MultiTaskSAC):
     def _setup_model(self) -> None:
         check_batch_mode(self.batch_mode)  # again here: load() sets it from the file or its keyword arguments
         super()._setup_model()
-        if not isinstance(self.policy, MultiHeadSACPolicy):
-            raise ValueError(f"{type(self).__name__} needs a MultiHeadSACPolicy, got {type(self.policy).__name__}.")
 
     @flushing_denormals
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:

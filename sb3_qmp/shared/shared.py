@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import numpy as np
-import torch as th
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.vec_env import VecNormalize
 
@@ -94,6 +93,8 @@ class SharedSAC(MultiTaskSAC):
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": MlpPolicy}
     default_collector: ClassVar[str] = "own"
+    buffer_class: ClassVar[type[MultiTaskReplayBuffer]] = PooledReplayBuffer
+    single_agent: ClassVar[bool] = True
     policy: SharedSACPolicy
     replay_buffer: PooledReplayBuffer
 
@@ -114,33 +115,11 @@ class SharedSAC(MultiTaskSAC):
         super().__init__(policy, env, **kwargs)
 
     def _setup_model(self) -> None:
-        if self.replay_buffer_class is None:
-            self.replay_buffer_class = PooledReplayBuffer
-        elif not issubclass(self.replay_buffer_class, PooledReplayBuffer):
-            raise ValueError(
-                f"SharedSAC trains one agent on a pooled batch: replay_buffer_class must subclass PooledReplayBuffer, "
-                f"got {self.replay_buffer_class.__name__}."
-            )
+        # Here, not in __init__: load() restores batch_per_task (or takes it as a keyword) before building.
         self.replay_buffer_kwargs = {**self.replay_buffer_kwargs, "batch_per_task": self.batch_per_task}
         super()._setup_model()
-        if not isinstance(self.policy, SharedSACPolicy):
-            raise ValueError(
-                f"SharedSAC needs a SharedSACPolicy (one network for all tasks), got {type(self.policy).__name__}."
-            )
-        # One agent: one entropy coefficient (the base class made one per task).
-        if self.ent_coef_optimizer is not None:
-            self.log_ent_coef = self.log_ent_coef.detach()[:1].clone().requires_grad_(True)
-            self.ent_coef_optimizer = th.optim.Adam([self.log_ent_coef], lr=self.lr_schedule(1))
-        else:
-            self.ent_coef_tensor = self.ent_coef_tensor[:1].clone()
 
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
         # A buffer restored with load_replay_buffer may have been saved under the other batch setting.
         self.replay_buffer.batch_per_task = self.batch_per_task
         super().train(gradient_steps * self.gradient_steps_factor, batch_size)
-        # The pooled batch has one "task" row: drop the per-task train keys it would log as task 0.
-        logger = self.logger
-        for key in [k for k in logger.name_to_value if k.startswith("train/task_")]:
-            logger.name_to_value.pop(key, None)
-            logger.name_to_count.pop(key, None)
-            logger.name_to_excluded.pop(key, None)
