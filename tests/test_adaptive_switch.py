@@ -12,7 +12,7 @@ import torch as th
 from conftest import SMALL_KWARGS, set_constant_actors, set_distance_critics
 from stable_baselines3.common.logger import configure
 
-from sb3_qmp import QMP, QMPMultiHead, make_multitask_vec_env
+from sb3_qmp import QMP, QMPMultiHead, SharedSAC, make_multitask_vec_env
 from sb3_qmp.common.collectors import make_collector
 from sb3_qmp.qmp import AdaptiveQSwitchCollector
 
@@ -325,7 +325,7 @@ def test_adaptive_needs_twin_critics(point_env):
         select(model, point_env.reset())
 
 
-@pytest.mark.parametrize("cls", [QMP, QMPMultiHead])
+@pytest.mark.parametrize("cls", [QMP, QMPMultiHead, SharedSAC])  # every architecture's critic
 def test_score_critics_agrees_with_score(cls):
     env = make_multitask_vec_env("MultiGoalPoint-v0", n_envs_per_task=2, seed=0)
     critic = cls(env, seed=0, **SMALL_KWARGS).policy.critic

@@ -154,16 +154,8 @@ class MultiHeadCritic(MultiTaskCritic):
         q = q.view(self.n_critics, self.num_tasks, layout.slots).permute(1, 2, 0)  # (T, S, C)
         return layout.unpack(q).transpose(0, 1)
 
-    def score(self, obs: th.Tensor, actions: th.Tensor, tasks: th.Tensor, reduce: str = "q1") -> th.Tensor:
-        """Score ``(N, K, A)`` candidates of ``(N, D)`` rows with row n's task head -> ``(N, K)``."""
-        return self._row_scores(obs, actions, tasks, 1 if reduce == "q1" else self.n_critics).min(dim=0).values
-
-    def score_critics(self, obs: th.Tensor, actions: th.Tensor, tasks: th.Tensor) -> th.Tensor:
-        """Every critic's score ``(C, N, K)`` of ``(N, K, A)`` candidates (row n through its task's heads)."""
-        return self._row_scores(obs, actions, tasks, self.n_critics)
-
     def _row_scores(self, obs: th.Tensor, actions: th.Tensor, tasks: th.Tensor, n_critics: int) -> th.Tensor:
-        """The first ``n_critics`` critics' scores ``(n_critics, N, K)``."""
+        """The first ``n_critics`` critics' scores ``(n_critics, N, K)``, row n through its task's heads."""
         n, k = actions.shape[:2]
         x = th.cat([obs.unsqueeze(1).expand(-1, k, -1), actions], dim=-1).reshape(1, n * k, -1)
         hidden = self.trunk(x.expand(n_critics, -1, -1), slice(0, n_critics)).view(n_critics * n, k, -1)

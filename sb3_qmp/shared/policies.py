@@ -103,13 +103,11 @@ class SharedCritic(MultiTaskCritic):
         flat = x.reshape(1, -1, x.shape[-1]).expand(self.n_critics, -1, -1)
         return self.q_net(flat).view(self.n_critics, *x.shape[:-1])
 
-    def score(self, obs: th.Tensor, actions: th.Tensor, tasks: th.Tensor, reduce: str = "q1") -> th.Tensor:
-        """Score ``(N, K, A)`` candidates for ``(N, D)`` observations -> ``(N, K)`` (``tasks`` is ignored)."""
+    def _row_scores(self, obs: th.Tensor, actions: th.Tensor, tasks: th.Tensor, n_critics: int) -> th.Tensor:
+        """The first ``n_critics`` critics' scores ``(n_critics, N, K)`` (one network: ``tasks`` is ignored)."""
         n, k = actions.shape[:2]
         x = th.cat([obs.unsqueeze(1).expand(-1, k, -1), actions], dim=-1).reshape(1, n * k, -1)
-        n_critics = 1 if reduce == "q1" else self.n_critics
-        q = self.q_net(x.expand(n_critics, -1, -1), slice(0, n_critics)).view(n_critics, n, k)
-        return q.min(dim=0).values
+        return self.q_net(x.expand(n_critics, -1, -1), slice(0, n_critics)).view(n_critics, n, k)
 
 
 class SharedSACPolicy(MultiTaskSACPolicy):
