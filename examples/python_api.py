@@ -51,7 +51,7 @@ def main() -> None:
     final = PerTaskEvalCallback(env_id, eval_freq=-1, n_eval_episodes=5, verbose=0)
     final.init_callback(loaded)
     result = final.evaluate()
-    print("per-task success of the loaded model:", np.round(result["successes"].mean(axis=1), 2).tolist())
+    print("per-task success of the loaded model:", np.round(result["own"]["success"].mean(axis=1), 2).tolist())
     print("mixture selection (row = task collecting, column = policy acting):")
     print(np.round(loaded.selection_matrix(), 2))
 

@@ -309,8 +309,8 @@ def test_sampler_and_converter(algo: str) -> None:
         assert knobs["commit_steps"] in (1, 5, 10, 20) and 0.0 <= knobs["own_prob"] <= 0.9
         assert knobs["switch_margin"] in SWITCH_MARGINS
         assert ("switch_margin" in trial.params) == (knobs["commit_steps"] > 1)
-    if algo in ("dnc", "dnc_reg"):
-        assert params["beta"] in (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+    if algo in ("dnc", "dnc_reg"):  # the trial parameter is the constructor's own name
+        assert params["beta"] == trial.params["beta"] in (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 
 
 @pytest.mark.parametrize("algo", ["qmp", "qmp_multihead"])

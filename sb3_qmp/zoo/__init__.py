@@ -1,22 +1,15 @@
 """rl-zoo3 integration: algorithm registration, default configs, Optuna samplers.
 
-Three rl-zoo3 modules are patched in place (idempotently):
+rl-zoo3's public extension points carry most of it: every importable algorithm of
+:data:`sb3_qmp.registry.ALGO_PATHS` is added to ``rl_zoo3.utils.ALGOS`` (the dict ``rl_zoo3.train`` builds its
+``--algo`` choices from) and gets an Optuna sampler and converter in ``rl_zoo3.hyperparams_opt``'s
+``HYPERPARAMS_SAMPLER`` / ``HYPERPARAMS_CONVERTER`` (see :mod:`sb3_qmp.zoo.samplers`); the packaged YAMLs bring
+the task assignment (``vec_env_wrapper``) and the per-task evaluation (``callback``). What rl-zoo3 has no
+extension point for is done by wrapping the ``ExperimentManager`` methods listed in :data:`PATCHES`: each
+wrapper calls rl-zoo3's method and acts for this package's algorithms only, and ``tests/test_zoo_contract.py``
+checks the rl-zoo3 behaviour each one relies on.
 
-* ``rl_zoo3.utils``: every importable algorithm of :data:`sb3_qmp.registry.ALGO_PATHS` is added to
-  ``ALGOS`` (the dict ``rl_zoo3.train`` builds its ``--algo`` choices from);
-* ``rl_zoo3.hyperparams_opt``: ``HYPERPARAMS_SAMPLER`` / ``HYPERPARAMS_CONVERTER`` get one entry per
-  algorithm (see :mod:`sb3_qmp.zoo.samplers`);
-* ``rl_zoo3.exp_manager``: ``ExperimentManager`` reads ``sb3_qmp/hyperparams/<algo>.yml`` for our
-  algorithms when no ``-conf`` is given, points :class:`~sb3_qmp.common.callbacks.PerTaskEvalCallback`
-  instances created from the YAML at the run folder, leaves that callback out of ``-optimize`` trials
-  (see :func:`without_per_task_eval`), names the envs a YAML covers when it does not cover the
-  requested one, makes the ``normalize:`` key build
-  :class:`~sb3_qmp.common.normalize.VecNormalizePerTask` (per-task reward statistics, one-hot untouched),
-  and makes ``-i`` resume a run (see :func:`checkpoint_replay_buffer` and ``docs/zoo.md``):
-  the step counters continue (``learn(reset_num_timesteps=False)``), a checkpoint's own replay buffer
-  is loaded with it, and ``--save-replay-buffer`` also saves the buffer with every ``--save-freq`` checkpoint.
-
-:func:`register_zoo` does all three (used by ``python -m sb3_qmp.train`` / ``sb3_qmp.enjoy`` and from
+:func:`register_zoo` does all of it (used by ``python -m sb3_qmp.train`` / ``sb3_qmp.enjoy`` and from
 Python); the start-up hook ``sb3_qmp_zoo_hook`` calls :func:`patch_zoo_module` as each module is
 imported, so that the literal ``python -m rl_zoo3.train --algo qmp`` works too.
 """
@@ -42,6 +35,44 @@ _PATCHED = "_sb3_qmp_patched"
 OPTIMIZE_BASE: dict[str, dict[str, Any]] = {}
 # Nested kwargs that sampled values are merged into rather than replacing.
 NESTED_KEYS = ("collector_kwargs", "policy_kwargs")
+# The ExperimentManager methods that are wrapped (rl-zoo3 has no extension point for what they add): name ->
+# (what the wrapper adds for this package's algorithms, the rl-zoo3 behaviour it relies on). The same table is
+# in docs/zoo.md; tests/test_zoo_contract.py checks every "relies on" and that exactly these are wrapped.
+PATCHES: dict[str, tuple[str, str]] = {
+    "__init__": (
+        "`sb3_qmp/hyperparams/<algo>.yml` when no `-conf` is given; `--resume` keeps the run folder",
+        "a `config` parameter (None: rl-zoo3's own `hyperparams/<algo>.yml`) stored as `self.config`, which "
+        "`read_hyperparameters` reads; `self.params_path` is `<self.save_path>/<env>`",
+    ),
+    "read_hyperparameters": (
+        "`collector_kwargs` strings evaluated; the envs a YAML covers named when it lacks the requested one",
+        "returns `(hyperparams, saved_hyperparams)` of the env's entry of `self.config`; raises "
+        '`ValueError("Hyperparameters not found ...")` when there is none',
+    ),
+    "load_trial": (
+        "`--trial-id`: the trial's collector/policy kwargs merged into the YAML's instead of replacing them",
+        "`(storage, study_name, trial_id=None, convert=True)` returns `HYPERPARAMS_CONVERTER[algo](trial.params)`; "
+        "`read_hyperparameters` updates the YAML entry with it",
+    ),
+    "setup_experiment": (
+        "`PerTaskEvalCallback` writes to the run folder and is left out of `-optimize` trials; checkpoints save the "
+        "replay buffer with `--save-replay-buffer`; `-i` loads a checkpoint's own replay buffer; the samplers get "
+        "the run's hyperparameters",
+        "sets `self._hyperparams`, `self.callbacks` (passed to `model.learn`) and `self.specified_callbacks` (the "
+        "YAML's spec, re-created for every trial by `objective`); returns None with `-optimize`, else "
+        "`(model, saved_hyperparams)`, the model loaded from `self.trained_agent` when `self.continue_training`",
+    ),
+    "_maybe_normalize": (
+        "`normalize:` builds `VecNormalizePerTask` (per-task reward statistics, one-hot untouched)",
+        "`(env, eval_env)`, called by `create_envs` for every env; loads `<dir of -i>/<env>/vecnormalize.pkl` if "
+        "present, else wraps `VecNormalize(env, **self.normalize_kwargs)` if `self.normalize`, the eval env with "
+        "`training=False, norm_reward=False`",
+    ),
+    "learn": (
+        "`-i` continues the step counters (`learn(reset_num_timesteps=False)`)",
+        "`(model)` calls `model.learn(self.n_timesteps, ...)` once, without `reset_num_timesteps`",
+    ),
+}
 
 
 def default_config_path(algo: str) -> Path:
@@ -89,27 +120,6 @@ def merge_nested(base: dict[str, Any] | None, update: dict[str, Any]) -> dict[st
         if base is not None and isinstance(base.get(key), dict) and isinstance(update.get(key), dict):
             merged[key] = {**base[key], **update[key]}
     return merged
-
-
-# ----------------------------------------------------------------------------------------------
-# rl_zoo3.utils / rl_zoo3.hyperparams_opt
-# ----------------------------------------------------------------------------------------------
-def register_algos(algos_dict: dict[str, Any]) -> list[str]:
-    """Add every importable algorithm to rl-zoo3's ``ALGOS`` dict; return the names added."""
-    algos, _ = available_algos()
-    algos_dict.update(algos)
-    return sorted(algos)
-
-
-def register_samplers(samplers: dict[str, Any], converters: dict[str, Any]) -> list[str]:
-    """Add an Optuna sampler and converter for every importable algorithm; return the names."""
-    from sb3_qmp.zoo.samplers import make_converter, make_sampler
-
-    algos, _ = available_algos()
-    for name in algos:
-        samplers[name] = make_sampler(name)
-        converters[name] = make_converter(name)
-    return sorted(algos)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -161,11 +171,6 @@ def _yaml_entry(manager: Any) -> dict[str, Any] | None:
     return entry if isinstance(entry, dict) else None
 
 
-def _saved_normalization(manager: Any) -> str:
-    """Where ``ExperimentManager._maybe_normalize`` looks for the statistics of a pretrained agent (``-i``)."""
-    return os.path.join(os.path.dirname(manager.trained_agent), manager.env_name, "vecnormalize.pkl")
-
-
 def checkpoint_replay_buffer(model_path: str | Path) -> Path | None:
     """The replay buffer that SB3's ``CheckpointCallback`` saved with the checkpoint ``model_path``.
 
@@ -195,38 +200,28 @@ class _ContinuedRun:
 
 
 def patch_experiment_manager(cls: type[Any]) -> None:
-    """Patch ``ExperimentManager`` in place (idempotent); other algorithms behave exactly as before."""
+    """Wrap the :data:`PATCHES` methods of ``ExperimentManager`` in place (idempotent); other algorithms
+    behave exactly as before."""
     if getattr(cls, _PATCHED, False):
         return
-    orig_init = cls.__init__
-    orig_read = cls.read_hyperparameters
-    orig_load_trial = cls.load_trial
-    orig_setup = cls.setup_experiment
-    orig_maybe_normalize = cls._maybe_normalize
-    orig_load_pretrained = cls._load_pretrained_agent
-    orig_learn = cls.learn
-    init_signature = inspect.signature(orig_init)
+    orig: dict[str, Any] = {}  # rl-zoo3's methods, by name (filled in below)
 
-    @functools.wraps(orig_init)
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        orig_init(self, *args, **kwargs)
-        bound = init_signature.bind(self, *args, **kwargs)
-        if self.algo in ALGO_PATHS and not bound.arguments.get("config"):
+        orig["__init__"](self, *args, **kwargs)
+        if self.algo not in ALGO_PATHS:
+            return
+        if not inspect.signature(orig["__init__"]).bind(self, *args, **kwargs).arguments.get("config"):
             self.config = str(default_config_path(self.algo))
-        if self.algo in ALGO_PATHS and RUN_OPTIONS.resume_dir is not None:
+        if RUN_OPTIONS.resume_dir is not None:
             # --resume: the run continues in its own folder (rl-zoo3 would number a new one).
             self.save_path = str(RUN_OPTIONS.resume_dir)
             self.params_path = f"{self.save_path}/{self.env_name}"
 
-    @functools.wraps(orig_read)
     def read_hyperparameters(self: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         if self.algo not in ALGO_PATHS:
-            return orig_read(self)
+            return orig["read_hyperparameters"](self)
         try:
-            hyperparams, saved = orig_read(self)
-            if isinstance(hyperparams.get("collector_kwargs"), str):
-                hyperparams["collector_kwargs"] = collector_kwargs_from_string(hyperparams["collector_kwargs"])
-            return hyperparams, saved
+            hyperparams, saved = orig["read_hyperparameters"](self)
         except ValueError as e:
             if "Hyperparameters not found" not in str(e):
                 raise
@@ -238,89 +233,84 @@ def patch_experiment_manager(cls: type[Any]) -> None:
                 f"{self.config} has no entry for env {self.env_name.gym_id!r}; it covers {covered}. "
                 f"Add an entry for {self.env_name.gym_id!r} to a copy of that file and pass it with -conf <file.yml>."
             ) from e
+        if isinstance(hyperparams.get("collector_kwargs"), str):
+            hyperparams["collector_kwargs"] = collector_kwargs_from_string(hyperparams["collector_kwargs"])
+        return hyperparams, saved
 
-    @functools.wraps(orig_load_trial)
     def load_trial(self: Any, storage: str, study_name: str, trial_id: int | None = None, convert: bool = True) -> Any:
-        params = orig_load_trial(self, storage, study_name, trial_id, convert)
+        params = orig["load_trial"](self, storage, study_name, trial_id, convert)
         if convert and self.algo in ALGO_PATHS:
-            # The trial's collector/policy kwargs complete the YAML's instead of replacing them.
             params = merge_nested(_yaml_entry(self), params)
         return params
 
-    @functools.wraps(orig_setup)
     def setup_experiment(self: Any) -> Any:
-        result = orig_setup(self)
-        if self.algo in ALGO_PATHS:
-            OPTIMIZE_BASE[self.algo] = dict(self._hyperparams)
-            from sb3_qmp.common.callbacks import PerTaskEvalCallback
+        result = orig["setup_experiment"](self)
+        if self.algo not in ALGO_PATHS:
+            return result
+        from stable_baselines3.common.callbacks import CheckpointCallback
 
-            if self.optimize_hyperparameters:
-                # Trials re-create the YAML's callbacks from this spec (see without_per_task_eval).
-                kept = without_per_task_eval(self.specified_callbacks)
-                if self.verbose > 0 and len(kept) < len(_callback_entries(self.specified_callbacks)):
-                    print("PerTaskEvalCallback is left out of -optimize trials (retrain with --trial-id for it).")
-                self.specified_callbacks = kept
+        from sb3_qmp.common.callbacks import PerTaskEvalCallback
 
-            from stable_baselines3.common.callbacks import CheckpointCallback
-
-            for callback in self.callbacks:
-                if isinstance(callback, PerTaskEvalCallback) and callback.log_path is None:
-                    callback.log_path = self.save_path
-                if isinstance(callback, CheckpointCallback) and self.save_replay_buffer:
-                    # A killed run leaves only its checkpoints: each needs its buffer to be resumed with -i.
-                    callback.save_replay_buffer = True
-            if RUN_OPTIONS.checkpointing and not self.optimize_hyperparameters:
-                self.callbacks.append(_run_checkpoint_callback(self))
+        OPTIMIZE_BASE[self.algo] = dict(self._hyperparams)
+        if self.optimize_hyperparameters:
+            # Trials re-create the YAML's callbacks from this spec (see without_per_task_eval).
+            kept = without_per_task_eval(self.specified_callbacks)
+            if self.verbose > 0 and len(kept) < len(_callback_entries(self.specified_callbacks)):
+                print("PerTaskEvalCallback is left out of -optimize trials (retrain with --trial-id for it).")
+            self.specified_callbacks = kept
+        for callback in self.callbacks:
+            if isinstance(callback, PerTaskEvalCallback) and callback.log_path is None:
+                callback.log_path = self.save_path  # the YAML cannot name the run folder
+            if isinstance(callback, CheckpointCallback) and self.save_replay_buffer:
+                # A killed run leaves only its checkpoints: each needs its buffer to be resumed with -i.
+                callback.save_replay_buffer = True
+        if RUN_OPTIONS.checkpointing and not self.optimize_hyperparameters:
+            self.callbacks.append(_run_checkpoint_callback(self))
+        if result is not None and self.continue_training:
+            _load_checkpoint_buffer(self, result[0])
         return result
 
-    @functools.wraps(orig_maybe_normalize)
     def _maybe_normalize(self: Any, env: Any, eval_env: bool) -> Any:
-        if self.algo not in ALGO_PATHS or not self.normalize or os.path.exists(_saved_normalization(self)):
-            return orig_maybe_normalize(self, env, eval_env)  # saved statistics load as the class they were saved as
+        saved = os.path.join(os.path.dirname(self.trained_agent), self.env_name, "vecnormalize.pkl")  # as rl-zoo3
+        if self.algo not in ALGO_PATHS or not self.normalize or os.path.exists(saved):
+            return orig["_maybe_normalize"](self, env, eval_env)  # saved statistics load as the class saved
         from sb3_qmp.common.normalize import VecNormalizePerTask
 
         kwargs = dict(self.normalize_kwargs)
-        if eval_env:  # as the zoo does for VecNormalize
+        if eval_env:  # as rl-zoo3 does for VecNormalize
             kwargs.update(norm_reward=False, training=False)
         if self.verbose > 0:
             print(f"Per-task normalisation (VecNormalizePerTask): {kwargs}")
         return VecNormalizePerTask(env, **kwargs)
 
-    @functools.wraps(orig_load_pretrained)
-    def _load_pretrained_agent(self: Any, hyperparams: dict[str, Any], env: Any) -> Any:
-        # The zoo loads `replay_buffer.pkl` next to the model (what --save-replay-buffer writes at the end).
-        model = orig_load_pretrained(self, hyperparams, env)
-        if self.algo not in ALGO_PATHS:
-            return model
-        buffer = checkpoint_replay_buffer(self.trained_agent)
-        if buffer is not None:  # a checkpoint: its own buffer matches its step count
-            print(f"Loading the checkpoint's replay buffer {buffer}")
-            model.load_replay_buffer(buffer, truncate_last_traj=self.truncate_last_trajectory)
-        elif model.replay_buffer is not None and model.replay_buffer.size() == 0:
-            warnings.warn(
-                f"No replay buffer next to {self.trained_agent} (replay_buffer.pkl, or the checkpoint's "
-                "<prefix>_replay_buffer_<N>_steps.pkl): training continues from an empty buffer. Train with "
-                "--save-replay-buffer (and --save-freq for checkpoints) to be able to resume with the buffer.",
-                stacklevel=2,
-            )
-        return model
-
-    @functools.wraps(orig_learn)
     def learn(self: Any, model: Any) -> None:
         if self.algo in ALGO_PATHS and self.continue_training:
             # -i resumes the run: keep the step counters (learning_starts, mixture warm-up, DnC's schedule and
             # the logs' x-axis continue); -n is the number of further env steps.
-            return orig_learn(self, _ContinuedRun(model))
-        return orig_learn(self, model)
+            model = _ContinuedRun(model)
+        return orig["learn"](self, model)
 
-    cls.__init__ = __init__
-    cls.read_hyperparameters = read_hyperparameters
-    cls._maybe_normalize = _maybe_normalize
-    cls.load_trial = load_trial
-    cls.setup_experiment = setup_experiment
-    cls._load_pretrained_agent = _load_pretrained_agent
-    cls.learn = learn
+    wrappers = (__init__, read_hyperparameters, load_trial, setup_experiment, _maybe_normalize, learn)
+    orig.update({wrapper.__name__: getattr(cls, wrapper.__name__) for wrapper in wrappers})  # all, or none patched
+    for wrapper in wrappers:
+        setattr(cls, wrapper.__name__, functools.wraps(orig[wrapper.__name__])(wrapper))
     setattr(cls, _PATCHED, True)
+
+
+def _load_checkpoint_buffer(manager: Any, model: Any) -> None:
+    """``-i``: load the replay buffer SB3's ``CheckpointCallback`` saved with the checkpoint (rl-zoo3 only loads
+    ``replay_buffer.pkl`` next to the model, which a killed run never wrote), or warn if there is none."""
+    buffer = checkpoint_replay_buffer(manager.trained_agent)
+    if buffer is not None:  # a checkpoint: its own buffer matches its step count
+        print(f"Loading the checkpoint's replay buffer {buffer}")
+        model.load_replay_buffer(buffer, truncate_last_traj=manager.truncate_last_trajectory)
+    elif model.replay_buffer is not None and model.replay_buffer.size() == 0:
+        warnings.warn(
+            f"No replay buffer next to {manager.trained_agent} (replay_buffer.pkl, or the checkpoint's "
+            "<prefix>_replay_buffer_<N>_steps.pkl): training continues from an empty buffer. Train with "
+            "--save-replay-buffer (and --save-freq for checkpoints) to be able to resume with the buffer.",
+            stacklevel=3,
+        )
 
 
 def _run_checkpoint_callback(manager: Any) -> Any:
@@ -350,12 +340,16 @@ def _run_checkpoint_callback(manager: Any) -> Any:
 # ----------------------------------------------------------------------------------------------
 def patch_zoo_module(module: types.ModuleType) -> None:
     """Register this package in one freshly imported rl-zoo3 module (called by the start-up hook)."""
-    name = module.__name__
-    if name == "rl_zoo3.utils":
-        register_algos(module.ALGOS)
-    elif name == "rl_zoo3.hyperparams_opt":
-        register_samplers(module.HYPERPARAMS_SAMPLER, module.HYPERPARAMS_CONVERTER)
-    elif name == "rl_zoo3.exp_manager":
+    algos, _ = available_algos()
+    if module.__name__ == "rl_zoo3.utils":
+        module.ALGOS.update(algos)
+    elif module.__name__ == "rl_zoo3.hyperparams_opt":
+        from sb3_qmp.zoo.samplers import make_converter, make_sampler  # imports optuna: only where rl-zoo3 does
+
+        for name in algos:
+            module.HYPERPARAMS_SAMPLER[name] = make_sampler(name)
+            module.HYPERPARAMS_CONVERTER[name] = make_converter(name)
+    elif module.__name__ == "rl_zoo3.exp_manager":
         patch_experiment_manager(module.ExperimentManager)
 
 
@@ -379,6 +373,7 @@ def register_zoo() -> list[str]:
 
 __all__ = [
     "CONFIG_DIR",
+    "PATCHES",
     "available_algos",
     "checkpoint_replay_buffer",
     "collector_kwargs_from_string",

@@ -17,8 +17,7 @@ Q-switch               ``score`` (mean, sample), ``critic_reduce`` (q1, min), ``
                        ``switch_margin`` (None, 0.1, 1, 10; ``None`` otherwise) -> ``collector_kwargs``
 mixture (qmp_uniform,  ``commit_steps``, ``own_prob`` -> ``collector_kwargs``
 qmp_domain)
-DnC (dnc, dnc_reg)     ``dnc_beta`` in {1e-4, 1e-3, 1e-2, 1e-1, 1} (the paper's grid) -> the constructor's
-                       KL-weight argument (found by name: ``beta``, ``dnc_beta``, ``kl_coef``, ...)
+DnC (dnc, dnc_reg)     ``beta`` (the KL weight) in {1e-4, 1e-3, 1e-2, 1e-1, 1} (the paper's grid)
 =====================  ===============================================================================
 
 Sampled ``collector_kwargs`` / ``policy_kwargs`` are merged into the YAML's (so e.g. QMP-Domain keeps
@@ -44,7 +43,6 @@ COMMIT_STEPS = [1, 5, 10, 20]
 SWITCH_MARGINS: list[float | None] = [None, 0.1, 1.0, 10.0]
 OWN_PROB_RANGE = (0.0, 0.9)
 DNC_BETAS = [1e-4, 1e-3, 1e-2, 1e-1, 1.0]
-DNC_BETA_NAMES = ("beta", "dnc_beta", "kl_beta", "kl_coef", "kl_weight", "kl_penalty")
 
 SEARCH_GROUPS: dict[str, tuple[str, ...]] = {
     "qmp": ("sac", "qswitch"),
@@ -74,12 +72,6 @@ def accepted_kwargs(cls: type[Any]) -> set[str]:
     return names
 
 
-def dnc_beta_name(cls: type[Any]) -> str | None:
-    """The constructor argument of ``cls`` that holds DnC's KL weight (``None`` if it has none)."""
-    accepted = accepted_kwargs(cls)
-    return next((name for name in DNC_BETA_NAMES if name in accepted), None)
-
-
 def _suggest(trial: optuna.Trial, algo: str) -> dict[str, Any]:
     """Draw the raw trial parameters of ``algo``'s search groups."""
     groups = SEARCH_GROUPS.get(algo, ("sac",))
@@ -102,7 +94,7 @@ def _suggest(trial: optuna.Trial, algo: str) -> dict[str, Any]:
         # Conditional parameter: a margin only acts on commitments (the collector ignores it at 1).
         raw["switch_margin"] = trial.suggest_categorical("switch_margin", SWITCH_MARGINS)
     if "dnc" in groups:
-        raw["dnc_beta"] = trial.suggest_categorical("dnc_beta", DNC_BETAS)
+        raw["beta"] = trial.suggest_categorical("beta", DNC_BETAS)
     return raw
 
 
@@ -112,12 +104,11 @@ def convert_params(algo: str, raw: dict[str, Any]) -> dict[str, Any]:
     :param algo: a registered algorithm name.
     :param raw: trial parameters, as drawn by the sampler (``trial.params``).
     """
-    cls = get_algo(algo)
-    accepted = accepted_kwargs(cls)
+    accepted = accepted_kwargs(get_algo(algo))
     params: dict[str, Any] = {}
     if "one_minus_gamma" in raw:
         params["gamma"] = 1.0 - float(raw["one_minus_gamma"])
-    for key in ("learning_rate", "tau", "train_freq"):
+    for key in ("learning_rate", "tau", "train_freq", "beta"):
         if key in raw:
             params[key] = raw[key]
     if "batch_size_pow" in raw:
@@ -133,10 +124,6 @@ def convert_params(algo: str, raw: dict[str, Any]) -> dict[str, Any]:
         collector_kwargs["switch_margin"] = None
     if collector_kwargs:
         params["collector_kwargs"] = collector_kwargs
-    if "dnc_beta" in raw:
-        beta_name = dnc_beta_name(cls)
-        if beta_name is not None:
-            params[beta_name] = float(raw["dnc_beta"])
     return {key: value for key, value in params.items() if key in accepted}
 
 
