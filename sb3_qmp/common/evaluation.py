@@ -194,8 +194,10 @@ def run_episodes(
 
 
 def reported(episodes: Episodes) -> Episodes:
-    """``episodes`` without ``stages`` where the env reports none."""
-    return {metric: values for metric, values in episodes.items() if metric != "stages" or not np.isnan(values).all()}
+    """``episodes`` as written to files: lengths as integers, no ``stages`` where the env reports none."""
+    result = {metric: values for metric, values in episodes.items() if metric != "stages" or not np.isnan(values).all()}
+    result["length"] = result["length"].astype(np.int64)
+    return result
 
 
 def evaluate_per_task(
