@@ -27,8 +27,3 @@ def get_algo(name: str) -> type[Any]:
         raise ValueError(f"Unknown algorithm {name!r}; sb3-qmp provides {sorted(ALGO_PATHS)}.")
     module, attr = ALGO_PATHS[name].split(":")
     return getattr(importlib.import_module(module), attr)
-
-
-def get_algos() -> dict[str, type[Any]]:
-    """All algorithms whose module is importable, by name."""
-    return {name: get_algo(name) for name in ALGO_PATHS}

@@ -353,11 +353,6 @@ class OwnPolicyCollector(Collector):
         self.record(tasks, tasks)
         return policy.actor.task_actions(features, tasks, deterministic), tasks
 
-    def _decide(
-        self, policy: MixtureNetworks, features: th.Tensor, tasks: th.Tensor, proposals: Proposals | None
-    ) -> th.Tensor:
-        return tasks
-
 
 def make_collector(collector: str | type[Collector], num_tasks: int, **kwargs: Any) -> Collector:
     """Build a collector by name (``own``, ``qswitch``, ``uniform``, ``fixed``, or a registered one of your own)

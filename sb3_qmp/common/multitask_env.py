@@ -17,23 +17,13 @@ at every reset (``task_id=None``).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
 TASK_ID_KEY = "task_id"
-
-
-@runtime_checkable
-class TaskSettableEnv(Protocol):
-    """A base env that holds several tasks on the same spaces (e.g. the paper's task sets)."""
-
-    num_tasks: int
-
-    def set_task(self, task_id: int) -> None:
-        """Select the task used from the next ``reset`` on."""
 
 
 def check_task_id(task_id: Any, num_tasks: int) -> int:
@@ -249,8 +239,3 @@ def task_ids_from_one_hot(suffix: np.ndarray) -> np.ndarray:
     if not valid.all():
         raise one_hot_error(suffix, valid)
     return np.argmax(suffix, axis=-1)
-
-
-def split_task_obs(obs: np.ndarray, num_tasks: int) -> tuple[np.ndarray, np.ndarray]:
-    """Split observations ``(..., D + T)`` into the base part and the task index of every row (checked one-hot)."""
-    return obs[..., :-num_tasks], task_ids_from_one_hot(obs[..., -num_tasks:])

@@ -124,11 +124,6 @@ def metaworld_benchmark(name: str = "MT10", seed: int | None = 0) -> Any:
     return benchmark
 
 
-def mt10_benchmark(seed: int | None = 0) -> Any:
-    """``metaworld.MT10(seed=seed)`` (see :func:`metaworld_benchmark`)."""
-    return metaworld_benchmark("MT10", seed)
-
-
 def _make_task_env(benchmark: Any, name: str, kwargs: dict[str, Any]) -> Any:
     env = benchmark.train_classes[name](**kwargs)
     env.set_task(next(t for t in benchmark.train_tasks if t.env_name == name))  # goal becomes observable
