@@ -3,12 +3,15 @@ script that records them): the per-tensor statistics of the final policy weights
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch as th
 
 from sb3_qmp import make_multitask_vec_env
+from sb3_qmp.common.callbacks import PerTaskEvalCallback
 from sb3_qmp.registry import ALGO_PATHS, get_algo
 
 GOLDEN_KWARGS: dict[str, Any] = dict(
@@ -28,6 +31,7 @@ GOLDEN_EXTRA: dict[str, dict[str, Any]] = {
 }
 GOLDEN_STEPS = 400
 RUNS = {**{name: name for name in sorted(ALGO_PATHS)}, "qmp_commit": "qmp", "qmp_adaptive": "qmp"}
+EVALUATED = ("qmp", "qmp_commit", "qmp_domain", "separated")  # also fingerprint an evaluation after training
 
 
 def fingerprint(run: str) -> dict[str, Any]:
@@ -42,4 +46,27 @@ def fingerprint(run: str) -> dict[str, Any]:
         for key, v in sorted(model.policy.state_dict().items())
     }
     counts = model.selection_counts.tolist() if model.selection_counts is not None else None
-    return {"weights": weights, "selection_counts": counts, "n_updates": int(model._n_updates)}
+    result = {"weights": weights, "selection_counts": counts, "n_updates": int(model._n_updates)}
+    if run in EVALUATED:
+        result["evaluation"] = evaluation_fingerprint(model)
+    return result
+
+
+def evaluation_fingerprint(model: Any) -> dict[str, dict[str, list[list[float]]]]:
+    """Every episode of one seeded per-task evaluation (both modes for a mixture), as the callback records it."""
+    callback = PerTaskEvalCallback("MultiGoalPoint-v0", eval_freq=-1, n_eval_episodes=2, seed=0, verbose=0)
+    callback.init_callback(model)
+    return {mode: {m: v.tolist() for m, v in episodes.items()} for mode, episodes in callback.evaluate().items()}
+
+
+def record(path: Path) -> None:
+    """Re-record the fingerprints into ``path`` (only for a change meant to alter learning or evaluation)."""
+    import subprocess
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    runs = {run: fingerprint(run) for run in sorted(RUNS)}
+    path.write_text(json.dumps({"recorded_with_commit": commit, "runs": runs}, indent=0) + "\n")
+
+
+if __name__ == "__main__":
+    record(Path(__file__).parent / "data" / "golden_runs.json")
