@@ -472,10 +472,13 @@ def load_selection_counts(path: str) -> np.ndarray:
         ) from None
     if "data" not in names:
         raise ValueError(f"--heatmap {path}: a zip file, but not a saved SB3 model (no 'data' entry).")
-    # Models saved by earlier versions keep the counts only in the pickled data: unpickling runs code from the file.
-    warnings.warn(f"{path} predates the plain-JSON selection counts: reading them unpickles the file's data.", stacklevel=2)
+    # Models saved by earlier versions (or to a stream) keep the counts only in the pickled data: unpickling runs
+    # code from the file.
+    warnings.warn(f"{path} has no plain-JSON selection counts: reading them unpickles the file's data.", stacklevel=2)
     saved, _, _ = load_from_zip_file(path, load_data=True, device="cpu", custom_objects={"learning_rate": 0.0})
-    counts = None if saved is None else saved.get("selection_counts")
+    counts = (
+        None if saved is None else saved.get("selection_counts", getattr(saved.get("collector"), "selection_counts", None))
+    )
     if counts is None:
         raise ValueError(f"The model saved at {path} has no `selection_counts` (not a multi-task mixture model).")
     return np.asarray(counts)

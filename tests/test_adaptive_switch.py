@@ -339,3 +339,11 @@ def test_score_critics_agrees_with_score(cls):
         th.testing.assert_close(per_critic[0], critic.score(obs, actions, tasks, "q1"))
         th.testing.assert_close(per_critic.min(dim=0).values, critic.score(obs, actions, tasks, "min"))
         assert not th.allclose(per_critic[0], per_critic[1])
+
+
+def test_options_as_numpy_values_and_off_values_with_a_class() -> None:
+    keep = make_collector("qswitch", 4, adaptive=np.True_, adaptive_keep=np.False_)
+    assert isinstance(keep, AdaptiveQSwitchCollector) and keep.adaptive_keep is False
+    # A variant given as the class takes the "off" values a YAML may hold for the options that choose a variant.
+    collector = make_collector(AdaptiveQSwitchCollector, 4, adaptive=False, switch_margin=None, uncertainty_scale=0.0)
+    assert type(collector) is AdaptiveQSwitchCollector and collector.uncertainty_scale == 0.0

@@ -400,3 +400,25 @@ def test_a_collector_of_your_own_needs_no_registration(tmp_path) -> None:
         QMP(env, collector=SoftmaxQSwitch)
     with pytest.raises(TypeError, match=r"not a subclass of sb3_qmp\.common\.collectors\.Collector"):
         MultiTaskSAC(env, collector=dict)
+
+
+def test_a_pickled_collector_keeps_settings_and_statistics_not_live_rows(point_env) -> None:
+    """Per-row state (commitments, open shared behaviours, a step's scores: tied to the live env, maybe on a GPU)
+    is never saved; the statistics are, and a warm-up step after loading counts like any other."""
+    import pickle
+
+    model = hand_set_qmp(point_env, commit_steps=5, switch_margin=0.1)
+    for _ in range(3):
+        select(model, point_env.reset())
+    collector = model.collector
+    assert collector._scores is not None and (collector._run_len > 0).any()
+    loaded = pickle.loads(pickle.dumps(collector))
+    assert loaded._choice is None and loaded._scores is None and loaded._run_len.shape == (0,)
+    for name in type(collector).STATISTICS:
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(collector, name), err_msg=name)
+    features, tasks = model.policy.split_obs(th.as_tensor(point_env.reset(), dtype=th.float32))
+    shared_count = loaded.shared_count.copy()
+    with th.no_grad():
+        loaded.own_actions(model.policy, features, tasks)
+    np.testing.assert_array_equal(loaded.shared_count, shared_count)  # nothing stale closed as a behaviour
+    assert loaded.selection_counts.trace() == collector.selection_counts.trace() + 4

@@ -27,7 +27,7 @@ from sb3_qmp import (
     make_multitask_vec_env,
 )
 from sb3_qmp.common.callbacks import EVAL_CSV, PerTaskEvalCallback, load_evaluations
-from sb3_qmp.common.evaluation import evaluate_per_task
+from sb3_qmp.common.evaluation import empty_episodes, evaluate_per_task, reported, run_episodes
 
 # Policy j's mean action is (MEANS[j], 0); task i's critic prefers policy PREFERRED[i] (a derangement).
 MEANS = np.array([[-0.6, 0.0], [-0.2, 0.0], [0.2, 0.0], [0.6, 0.0]])
@@ -334,3 +334,14 @@ def test_bad_behaviour_and_eval_modes(point_env):
     for modes in ("both", ("mixture",), ("own", "own"), ("own", "greedy")):
         with pytest.raises(ValueError, match="eval_modes"):
             PerTaskEvalCallback(eval_modes=modes)  # type: ignore[arg-type]
+
+
+def test_run_episodes_refuses_results_too_small_for_its_rows(point_env):
+    env = make_multitask_vec_env("MultiGoalPoint-v0", n_envs_per_task=2, seed=0)  # two rows per task
+    model = hand_set(env)
+    with pytest.raises(ValueError, match="2 episodes per task: too few"):
+        run_episodes(model, env, [row % 4 for row in range(8)], 2, empty_episodes(4, 2))
+    episodes = run_episodes(model, env, [row % 4 for row in range(8)], 2, empty_episodes(4, 4))
+    assert reported(episodes)["length"].dtype == np.int64
+    with pytest.raises(ValueError, match="were not run"):
+        reported(run_episodes(model, env, [0, 1, 2, None, 0, 1, 2, None], 1, empty_episodes(4, 2)))

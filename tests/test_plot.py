@@ -399,3 +399,18 @@ def test_title_note_is_the_second_title_line(fake_logs: Path, tmp_path: Path, fi
     )
     title = figures[f"{ENV}_success.png"].axes[0].get_title()
     assert title.endswith("\n1/3 of the budget")
+
+
+def test_heatmap_reads_a_model_saved_to_a_stream(tmp_path: Path) -> None:
+    """A model saved to a stream has no plain-JSON copy: the counts come from its collector (with a warning)."""
+    import io
+
+    model = get_algo("qmp")(make_multitask_vec_env(ENV, seed=0), learning_starts=20, batch_size=8, seed=0)
+    model.learn(60)
+    stream = io.BytesIO()
+    model.save(stream)
+    (tmp_path / "streamed.zip").write_bytes(stream.getvalue())
+    with pytest.warns(UserWarning, match="no plain-JSON selection counts"):
+        counts = load_selection_counts(str(tmp_path / "streamed.zip"))
+    assert counts.sum() > 0
+    np.testing.assert_array_equal(counts, model.selection_counts)

@@ -19,7 +19,6 @@ from stable_baselines3.common.logger import HumanOutputFormat, Logger
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, unwrap_vec_normalize
 
 from sb3_qmp.common.evaluation import (
-    METRICS,
     Episodes,
     acting_policy,
     check_eval_modes,
@@ -35,6 +34,8 @@ from sb3_qmp.common.vec_env import get_num_tasks, make_multitask_vec_env, task_a
 
 EVAL_FILE = "evaluations_per_task.npz"
 EVAL_CSV = "evaluations_per_task.csv"
+# The order of a mode's arrays in the npz file.
+NPZ_ORDER: tuple[str, ...] = ("return", "success", "success_any_step", "length", "stages")
 # The csv's columns after timesteps, mode, task and task name: the means of these metrics, then stages completed.
 CSV_METRICS: tuple[str, ...] = ("success", "success_any_step", "return", "length")
 # The folder SB3's ``configure()`` invents when given none (``<tmp>/SB3-<date-time>``).
@@ -298,7 +299,7 @@ class PerTaskEvalCallback(BaseCallback):
         self.timesteps.append(self.num_timesteps)
         shape = (self.num_tasks, self.n_eval_episodes)
         for mode, episodes in result.items():
-            for metric in METRICS:
+            for metric in NPZ_ORDER:
                 self.history.setdefault(npz_key(metric, mode), []).append(episodes.get(metric, np.full(shape, np.nan)))
         counts = getattr(self.model, "selection_counts", None)
         if counts is not None:

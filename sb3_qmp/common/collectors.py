@@ -137,10 +137,10 @@ class Collector:
             self._run_policy[ending] = -1
 
     def record(self, chosen: th.Tensor, tasks: th.Tensor) -> None:
-        """Count one step's choices: policy ``chosen[n]`` acted for task ``tasks[n]``."""
+        """Count one step's choices: policy ``chosen[n]`` acted for task ``tasks[n]``. The only place that
+        counts (``selection_counts``) and follows shared behaviours: every ``select`` calls it once per step."""
         chosen_np, tasks_np = chosen.cpu().numpy(), tasks.cpu().numpy()
-        if self._run_len.shape[0] != chosen_np.shape[0]:
-            self._rows(chosen_np.shape[0])
+        self._rows(chosen_np.shape[0])
         pairs = tasks_np * self.num_tasks + chosen_np
         self.selection_counts += np.bincount(pairs, minlength=self.num_tasks**2).reshape(self.num_tasks, -1)
         shared = chosen_np != tasks_np
@@ -246,6 +246,9 @@ class Collector:
         :param tasks: task of every row ``(N,)``.
         :param deterministic: every policy acts with its mean action: proposals are scored and executed
             as means (the authors' evaluation of the mixture); ``False`` executes the chosen policy's sample.
+
+        A subclass that overrides ``select`` calls :meth:`record` with the step's choices (or the model's
+        ``selection_counts`` and the sharing statistics never see its steps).
         """
         self._rows(features.shape[0])
         # own_prob=1 always picks the own policy: no proposals and no critic are needed at all.
@@ -317,12 +320,19 @@ class Collector:
 
     # -- (de)serialisation ---------------------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_choice"] = None  # per-row commitments are tied to the live env
+        # Per-row state belongs to the live env (and may sit on a GPU): settings and statistics only.
+        state = {name: value for name, value in self.__dict__.items() if name not in _PER_ROW}
         state["_generators"] = {}  # rebuilt from _seed when needed
         return state
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update({name: value for name, value in state.items() if name not in _PER_ROW})
+        self.reset_state(0)
+        self._choice = None  # nothing committed: the next step decides for every row
 
+
+# What reset_state sets: the live rows' commitments and open shared behaviours (never saved).
+_PER_ROW = ("_choice", "_forced_own", "_steps_left", "_window_len", "_row_task", "_run_policy", "_run_len", "_run_task")
 CollectorType = TypeVar("CollectorType", bound=type[Collector])
 COLLECTORS: dict[str, type[Collector]] = {}
 

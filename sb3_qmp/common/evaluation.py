@@ -160,6 +160,8 @@ def run_episodes(
     active = np.array([task is not None for task in row_tasks])
     # A row's rank among the rows of its task orders their episodes.
     rank = [sum(other == task for other in row_tasks[:row]) for row, task in enumerate(row_tasks)]
+    if max(rank, default=0) * episodes_per_row + episodes_per_row > into["return"].shape[1]:
+        raise ValueError(f"`into` holds {into['return'].shape[1]} episodes per task: too few for these rows.")
     done_count = np.zeros(n_rows, dtype=np.int64)
     ep_return, ep_len = np.zeros(n_rows), np.zeros(n_rows, dtype=np.int64)
     starts = np.ones(n_rows, dtype=bool)
@@ -196,6 +198,8 @@ def run_episodes(
 def reported(episodes: Episodes) -> Episodes:
     """``episodes`` as written to files: lengths as integers, no ``stages`` where the env reports none."""
     result = {metric: values for metric, values in episodes.items() if metric != "stages" or not np.isnan(values).all()}
+    if np.isnan(result["length"]).any():
+        raise ValueError("Some task's episodes were not run: every task needs its rows in run_episodes.")
     result["length"] = result["length"].astype(np.int64)
     return result
 

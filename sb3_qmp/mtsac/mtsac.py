@@ -162,8 +162,9 @@ class MultiTaskSAC(OffPolicyAlgorithm):
     :param collector: behaviour policy for data collection: ``"own"``, ``"qswitch"``, ``"uniform"``
         or ``"fixed"`` (``None`` = the class default), or a :class:`~sb3_qmp.common.collectors.Collector`
         subclass of your own (``examples/custom_collector.py``).
-    :param collector_kwargs: keyword arguments of the collector (e.g. ``score``, ``commit_steps``,
-        ``own_prob``, ``warmup_steps``, ``matrix``); see :mod:`sb3_qmp.common.collectors`.
+    :param collector_kwargs: keyword arguments of the collector: ``commit_steps``, ``own_prob``, ``warmup_steps``
+        of every mixture (:mod:`sb3_qmp.common.collectors`), the Q-switch's ``score``, ``critic_reduce``,
+        ``switch_margin``, ``adaptive`` (:mod:`sb3_qmp.qmp.qswitch`), QMP-Domain's ``matrix``.
     :param replay_buffer_class: replay buffer class (a :class:`MultiTaskReplayBuffer` subclass).
     :param replay_buffer_kwargs: keyword arguments of the replay buffer.
     :param optimize_memory_usage: SB3's replay-buffer memory option; only ``False`` (the default) is supported.

@@ -16,7 +16,7 @@ class QMP(MultiTaskSAC):
     transition is stored for task i with task i's reward, so each task still learns only from its
     own data. All arguments are those of :class:`~sb3_qmp.mtsac.MultiTaskSAC`; the Q-switch is
     configured with ``collector_kwargs`` (``score``, ``critic_reduce``, ``commit_steps``, ``own_prob``,
-    ``switch_margin``; see :class:`~sb3_qmp.common.collectors.QSwitchCollector`).
+    ``switch_margin``; see :class:`~sb3_qmp.qmp.qswitch.QSwitchCollector`).
     """
 
     default_collector: ClassVar[str] = "qswitch"

@@ -42,8 +42,6 @@ class QSwitchCollector(Collector):
 
     @classmethod
     def variant_for(cls, options: dict[str, Any]) -> type[Collector]:
-        if cls is not QSwitchCollector:
-            return cls  # a subclass given as the class (a variant, or one of your own) is taken as given
         from sb3_qmp.qmp.qswitch_variants import qswitch_variant  # the variants subclass this class
 
         return qswitch_variant(cls, options)

@@ -35,7 +35,7 @@ class MarginQSwitchCollector(QSwitchCollector):
         super().__init__(num_tasks, **kwargs)
         if isinstance(switch_margin, bool) or not (isinstance(switch_margin, (int, float)) and switch_margin >= 0):
             # (nan fails this test too: a nan margin would never end a commitment)
-            raise ValueError(f"switch_margin must be a number >= 0 (or None to disable), got {switch_margin!r}.")
+            raise ValueError(f"switch_margin must be a number >= 0 (None in collector_kwargs: none), got {switch_margin!r}.")
         if self.commit_steps == 1:
             raise ValueError(
                 f"switch_margin={switch_margin!r} has no effect with commit_steps=1 (every step decides anew): "
@@ -43,6 +43,9 @@ class MarginQSwitchCollector(QSwitchCollector):
             )
         self.switch_margin = float(switch_margin)
         self._scores: th.Tensor | None = None  # this step's scores, shared by _switch_early and _decide
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**super().__getstate__(), "_scores": None}  # a step's scores (perhaps on a GPU) are not saved
 
     def _switch_early(
         self, policy: MixtureNetworks, features: th.Tensor, tasks: th.Tensor, proposals: Proposals | None
@@ -112,7 +115,7 @@ class AdaptiveQSwitchCollector(QSwitchCollector):
             raise ValueError(f"adaptive_keep must be True or False, got {adaptive_keep!r}.")
         self.uncertainty_scale = float(scale)
         self.uncertainty = uncertainty or "value"
-        self.adaptive_keep = adaptive_keep is not False
+        self.adaptive_keep = True if adaptive_keep is None else bool(adaptive_keep)
 
     def confident_advantages(
         self, policy: MixtureNetworks, features: th.Tensor, tasks: th.Tensor, proposals: Proposals
@@ -170,10 +173,18 @@ class AdaptiveQSwitchCollector(QSwitchCollector):
 def qswitch_variant(base: type[QSwitchCollector], options: dict[str, Any]) -> type[Collector]:
     """The Q-switch class that implements ``options`` (``collector_kwargs`` of ``"qswitch"``), which loses the
     options that only chose the class (``adaptive``, a ``switch_margin`` or adaptive option left at ``None``).
+    A subclass given as the class (a variant, or one of your own) is taken as given.
 
-    :param base: the plain Q-switch class.
+    :param base: the Q-switch class asked for.
     :param options: the collector's options (modified in place).
     """
+    if base is not QSwitchCollector:
+        if options.get("adaptive", True) is False:  # the "off" values a YAML may hold: nothing to choose
+            options.pop("adaptive")
+        for name in ("switch_margin", *ADAPTIVE_OPTIONS):
+            if name in options and options[name] is None:
+                options.pop(name)
+        return base
     adaptive = options.pop("adaptive", False)
     if not isinstance(adaptive, (bool, np.bool_)):
         raise ValueError(f"adaptive must be True or False, got {adaptive!r}.")

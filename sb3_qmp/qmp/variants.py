@@ -15,7 +15,7 @@ class QMPUniform(MultiTaskSAC):
     Task-blind and state-blind: it shares behaviour as much as possible, which tests whether the Q-switch's
     *selectivity* matters. Collected transitions still go to task i's buffer with task i's reward.
     All arguments are those of :class:`~sb3_qmp.mtsac.MultiTaskSAC`; ``collector_kwargs`` may set
-    ``commit_steps`` and ``own_prob`` (see :class:`~sb3_qmp.common.collectors.UniformCollector`).
+    ``commit_steps`` and ``own_prob`` (see :class:`~sb3_qmp.qmp.mixtures.UniformCollector`).
 
     :param policy: the policy (``"MlpPolicy"``) or a multi-task env (meaning ``"MlpPolicy"``).
     :param env: the multi-task environment.
