@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
 from conftest import SMALL_KWARGS, set_constant_actors, set_distance_critics
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import configure
-from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper
 
 from sb3_qmp import (
     QMP,
@@ -345,3 +346,7 @@ def test_run_episodes_refuses_results_too_small_for_its_rows(point_env):
     assert reported(episodes)["length"].dtype == np.int64
     with pytest.raises(ValueError, match="were not run"):
         reported(run_episodes(model, env, [0, 1, 2, None, 0, 1, 2, None], 1, empty_episodes(4, 2)))
+    # Fewer rows than tasks: the callback runs rounds, the last one with unrecorded rows.
+    callback = PerTaskEvalCallback(DummyVecEnv([lambda: gym.make("MultiGoalPoint-v0")] * 3), eval_freq=-1, verbose=0)
+    callback.init_callback(model)
+    assert callback.evaluate()["mixture"]["length"].shape == (4, 5)

@@ -160,7 +160,8 @@ def run_episodes(
     active = np.array([task is not None for task in row_tasks])
     # A row's rank among the rows of its task orders their episodes.
     rank = [sum(other == task for other in row_tasks[:row]) for row, task in enumerate(row_tasks)]
-    if max(rank, default=0) * episodes_per_row + episodes_per_row > into["return"].shape[1]:
+    recorded = [r for r, task in zip(rank, row_tasks) if task is not None]
+    if (max(recorded, default=0) + 1) * episodes_per_row > into["return"].shape[1]:
         raise ValueError(f"`into` holds {into['return'].shape[1]} episodes per task: too few for these rows.")
     done_count = np.zeros(n_rows, dtype=np.int64)
     ep_return, ep_len = np.zeros(n_rows), np.zeros(n_rows, dtype=np.int64)
