@@ -158,10 +158,10 @@ def test_keeps_a_behaviour_while_its_advantage_holds_and_drops_it_when_it_vanish
     for t, (q, expected) in enumerate(steps):
         current["q"] = q
         np.testing.assert_array_equal(select(model, obs), [expected, 1, 2, 3], err_msg=f"step {t}")
-    model.collector.episode_done(np.array([True, False, False, False]))  # the episode ends the shared behaviour
+    model.collector.episode_starts(np.array([True, False, False, False]))  # the episode ends the shared behaviour
     current["q"] = row0([0, 1, 5, 0])
     assert select(model, obs)[0] == 2  # a new episode decides afresh
-    model.collector.episode_done(np.ones(4, dtype=bool))
+    model.collector.episode_starts(np.ones(4, dtype=bool))
     # Shared behaviours of task 0: [1, 1], [2], [1, 1] (ended by the episode), [2] (ended by the episode).
     assert model.collector.mean_shared_length()[0] == pytest.approx(6 / 4)
     assert np.isnan(model.collector.mean_shared_length()[1:]).all()  # tasks 1-3 never shared

@@ -240,7 +240,7 @@ def test_commitment_resets_at_episode_end(point_env):
     select(model, obs)
     set_distance_critics(model.policy, MEANS[(PREFERRED + 1) % 4, 0])
     dones = np.array([True, False, False, False])
-    model.collector.episode_done(dones)
+    model.collector.episode_starts(dones)
     chosen = select(model, obs)[1]
     assert chosen[0] == (PREFERRED[0] + 1) % 4  # the finished episode re-decides
     np.testing.assert_array_equal(chosen[1:], PREFERRED[1:])  # the others keep their commitment

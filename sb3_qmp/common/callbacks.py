@@ -36,7 +36,8 @@ EVAL_FILE = "evaluations_per_task.npz"
 EVAL_CSV = "evaluations_per_task.csv"
 # The order of a mode's arrays in the npz file.
 NPZ_ORDER: tuple[str, ...] = ("return", "success", "success_any_step", "length", "stages")
-# The csv's columns after timesteps, mode, task and task name: the means of these metrics, then stages completed.
+# The csv's columns: after timesteps, mode, task and task name the means of CSV_METRICS, then stages completed.
+CSV_HEADER = "timesteps mode task task_name success_rate success_any_step_rate mean_reward mean_length stages_completed"
 CSV_METRICS: tuple[str, ...] = ("success", "success_any_step", "return", "length")
 # The folder SB3's ``configure()`` invents when given none (``<tmp>/SB3-<date-time>``).
 _SB3_TEMP_DIR = re.compile(r"^SB3-\d{4}(-\d{2}){5}-\d{6}$")
@@ -412,19 +413,7 @@ class PerTaskEvalCallback(BaseCallback):
         assert self.log_path is not None
         with atomic_open(os.path.join(self.log_path, EVAL_CSV), "w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(
-                [
-                    "timesteps",
-                    "mode",
-                    "task",
-                    "task_name",
-                    "success_rate",
-                    "success_any_step_rate",
-                    "mean_reward",
-                    "mean_length",
-                    "stages_completed",
-                ]
-            )
+            writer.writerow(CSV_HEADER.split())
             for k, step in enumerate(self.timesteps):
                 for mode in self.eval_modes:
                     stages = arrays.get(npz_key("stages", mode))

@@ -152,10 +152,11 @@ class Collector:
         self._run_task = tasks_np
 
     def episode_starts(self, starts: np.ndarray | None = None) -> None:
-        """End the commitments of the rows whose episode starts (all rows if ``None``); a different number
-        of rows than the collector holds state for starts afresh at the next :meth:`select` anyway.
+        """The rows whose episode starts (the previous one ended) end their commitments and shared behaviours
+        and decide at their next step (all rows if ``None``); a different number of rows than the collector
+        holds state for starts afresh at the next :meth:`select` anyway.
 
-        :param starts: boolean ``(N,)``, True for rows whose next observation starts an episode.
+        :param starts: boolean ``(N,)``, True for rows whose next observation starts an episode (``dones``).
         """
         if self._choice is None:
             return  # nothing committed yet: the next step decides for every row
@@ -163,20 +164,11 @@ class Collector:
             self.reset_state(self._choice.shape[0])
             return
         starts = np.asarray(starts, dtype=bool).reshape(-1)
-        if starts.shape[0] == self._choice.shape[0]:
-            self.episode_done(starts)
-
-    def episode_done(self, dones: np.ndarray) -> None:
-        """Rows whose episode ended re-decide at their next step.
-
-        :param dones: boolean ``(N,)``, True for rows whose episode ended.
-        """
-        if self._choice is None or not dones.any():
-            return
-        rows = th.as_tensor(np.flatnonzero(dones))
-        self._close_windows(rows)
-        self._steps_left[rows] = 0
-        self._close_runs(np.asarray(dones, dtype=bool))
+        if starts.shape[0] == self._choice.shape[0] and starts.any():
+            rows = th.as_tensor(np.flatnonzero(starts))
+            self._close_windows(rows)
+            self._steps_left[rows] = 0
+            self._close_runs(starts)
 
     def evaluation_copy(self, seed: int | None = None) -> Collector:
         """A copy with the same settings for evaluating the mixture: fresh commitments and statistics, and

@@ -543,7 +543,7 @@ class MultiTaskSAC(OffPolicyAlgorithm):
         infos: list[dict[str, Any]],
     ) -> None:
         super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
-        self.collector.episode_done(dones)
+        self.collector.episode_starts(dones)
 
     def _update_info_buffer(self, infos: list[dict[str, Any]], dones: np.ndarray | None = None) -> None:
         super()._update_info_buffer(infos, dones)
