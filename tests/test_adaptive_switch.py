@@ -344,6 +344,8 @@ def test_score_critics_agrees_with_score(cls):
 def test_options_as_numpy_values_and_off_values_with_a_class() -> None:
     keep = make_collector("qswitch", 4, adaptive=np.True_, adaptive_keep=np.False_)
     assert isinstance(keep, AdaptiveQSwitchCollector) and keep.adaptive_keep is False
-    # A variant given as the class takes the "off" values a YAML may hold for the options that choose a variant.
-    collector = make_collector(AdaptiveQSwitchCollector, 4, adaptive=False, switch_margin=None, uncertainty_scale=0.0)
+    # A variant given as the class takes the "off" values (None) a YAML may hold; adaptive= has nothing to choose.
+    collector = make_collector(AdaptiveQSwitchCollector, 4, switch_margin=None, uncertainty_scale=0.0)
     assert type(collector) is AdaptiveQSwitchCollector and collector.uncertainty_scale == 0.0
+    with pytest.raises(ValueError, match="collector=AdaptiveQSwitchCollector is a class already"):
+        make_collector(AdaptiveQSwitchCollector, 4, adaptive=False)

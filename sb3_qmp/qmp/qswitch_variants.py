@@ -179,9 +179,12 @@ def qswitch_variant(base: type[QSwitchCollector], options: dict[str, Any]) -> ty
     :param options: the collector's options (modified in place).
     """
     if base is not QSwitchCollector:
-        if options.get("adaptive", True) is False:  # the "off" values a YAML may hold: nothing to choose
-            options.pop("adaptive")
-        for name in ("switch_margin", *ADAPTIVE_OPTIONS):
+        if "adaptive" in options:
+            raise ValueError(
+                f"adaptive= chooses a variant of collector='qswitch'; collector={base.__name__} is a class already: "
+                "leave adaptive out (or pass collector='qswitch')."
+            )
+        for name in ("switch_margin", *ADAPTIVE_OPTIONS):  # None: the option is off (as a YAML may hold it)
             if name in options and options[name] is None:
                 options.pop(name)
         return base
