@@ -109,7 +109,9 @@ def orderings(summary: dict[str, Any]) -> dict[str, dict[str, list[dict[str, Any
 def _steps(value: float | None) -> str:
     if value is None:
         return "never"
-    return f"{value / 1e6:.2f}M" if value >= 1e6 else f"{value / 1e3:.0f}k"
+    if value >= 1e6:  # three decimals where two would merge distinct steps (a final evaluation 2k steps later)
+        return f"{value / 1e6:.2f}M" if value % 10_000 == 0 else f"{value / 1e6:.3f}M"
+    return f"{value / 1e3:.0f}k"
 
 
 def _mean_std(entry: dict[str, Any] | None) -> str:
@@ -232,9 +234,12 @@ def to_markdown(
         lines += ["", f"{METRIC_NAMES[metric].capitalize()} over tasks at each evaluation (mean ± std over seeds):", ""]
         lines.append("| env steps | " + " | ".join(f"{display_name(a)} ({m})" for a, m, _ in columns) + " |")
         lines.append("|---:|" + "---|" * len(columns))
-        longest = max(columns, key=lambda c: len(c[2]["timesteps"]))[2]["timesteps"]
-        for i, step in enumerate(longest):
-            cells = [f"{e['mean'][i]:.2f} ± {e['std'][i]:.2f}" if i < len(e["timesteps"]) else "" for _, _, e in columns]
+        # Rows by env step (methods may be evaluated at different steps): a method without that step is blank.
+        at = [{step: i for i, step in enumerate(e["timesteps"])} for _, _, e in columns]
+        for step in sorted(set().union(*at)):
+            cells = [
+                f"{e['mean'][i[step]]:.2f} ± {e['std'][i[step]]:.2f}" if step in i else "" for (_, _, e), i in zip(columns, at)
+            ]
             lines.append(f"| {_steps(step)} | " + " | ".join(cells) + " |")
 
     if runs_info:

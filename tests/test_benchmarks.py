@@ -352,3 +352,20 @@ def test_paper_campaign_runs_seed_zero_of_every_method_first() -> None:
     assert [n[1] for n in names[10:]] == ["dnc_reg"] * 4 and len(names) == 14
     full = campaign.campaign_specs([0], with_dnc=False, full_budget=True)
     assert {s.env: s.n_timesteps for s in full} == {"MazeNavigation-v0": 12_000_000, "MetaWorldDoorDrawer-v0": 10_000_000}
+
+
+def test_summary_rows_follow_env_steps_not_positions() -> None:
+    """Methods evaluated at different steps: each row is one env step (a final evaluation 2k steps after a round
+    step gets its own label), and a method not evaluated there has a blank cell."""
+    from sb3_qmp.common.results import Run
+
+    summary_module = load_script("comparison_summary")
+    curve = {"own": {"success_any_step": np.array([[0.0, 0.0], [0.5, 0.5], [1.0, 1.0]])}}
+    runs = [
+        Run("qmp", "Env-v0", "a", np.array([0, 1_000_000, 1_002_000]), curve),
+        Run("separated", "Env-v0", "b", np.array([0, 500_000, 1_000_000]), curve),
+    ]
+    lines = summary_module.to_markdown(summary_module.summarize(runs, 1.0), 1.0).splitlines()
+    assert "| 500k |  | 0.50 ± 0.00 |" in lines  # QMP has no evaluation at 500k
+    assert "| 1.00M | 0.50 ± 0.00 | 1.00 ± 0.00 |" in lines
+    assert "| 1.002M | 1.00 ± 0.00 |  |" in lines
