@@ -223,10 +223,12 @@ class Collector:
         """Rows that should drop their commitment before it runs out (``None``: none)."""
         return None
 
-    def own_actions(self, policy: MixtureNetworks, features: th.Tensor, tasks: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
-        """Every row acts with its own policy (the mixture warm-up); recorded like any step."""
+    def own_actions(
+        self, policy: MixtureNetworks, features: th.Tensor, tasks: th.Tensor, deterministic: bool = False
+    ) -> tuple[th.Tensor, th.Tensor]:
+        """Every row acts with its own policy (the mixture warm-up, the own-policy collector); recorded like any step."""
         self.record(tasks, tasks)
-        return policy.actor.task_actions(features, tasks), tasks
+        return policy.actor.task_actions(features, tasks, deterministic), tasks
 
     def select(
         self, policy: MixtureNetworks, features: th.Tensor, tasks: th.Tensor, deterministic: bool = False
@@ -352,8 +354,7 @@ class OwnPolicyCollector(Collector):
     def select(
         self, policy: MixtureNetworks, features: th.Tensor, tasks: th.Tensor, deterministic: bool = False
     ) -> tuple[th.Tensor, th.Tensor]:
-        self.record(tasks, tasks)
-        return policy.actor.task_actions(features, tasks, deterministic), tasks
+        return self.own_actions(policy, features, tasks, deterministic)
 
 
 def make_collector(collector: str | type[Collector], num_tasks: int, **kwargs: Any) -> Collector:

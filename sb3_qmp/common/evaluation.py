@@ -158,10 +158,13 @@ def run_episodes(
     """
     n_rows = env.num_envs
     active = np.array([task is not None for task in row_tasks])
-    # A row's rank among the rows of its task orders their episodes.
-    rank = [sum(other == task for other in row_tasks[:row]) for row, task in enumerate(row_tasks)]
-    recorded = [r for r, task in zip(rank, row_tasks) if task is not None]
-    if (max(recorded, default=0) + 1) * episodes_per_row > into["return"].shape[1]:
+    # A row's rank among the recorded rows of its task orders their episodes.
+    rank: list[int] = []
+    rows_of: dict[int | None, int] = {}  # rows seen per task
+    for task in row_tasks:
+        rank.append(rows_of.get(task, 0))
+        rows_of[task] = rank[-1] + 1
+    if max((n for task, n in rows_of.items() if task is not None), default=0) * episodes_per_row > into["return"].shape[1]:
         raise ValueError(f"`into` holds {into['return'].shape[1]} episodes per task: too few for these rows.")
     done_count = np.zeros(n_rows, dtype=np.int64)
     ep_return, ep_len = np.zeros(n_rows), np.zeros(n_rows, dtype=np.int64)
