@@ -59,6 +59,8 @@ from sb3_qmp.plot import plot_runs
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from comparison_summary import orderings, summarize, to_markdown
 
+REPOSITORY = Path(__file__).resolve().parent.parent
+
 
 def grid_specs(args: argparse.Namespace) -> list[RunSpec]:
     """The grid's runs, seed 0 of every method first (an early look compares methods, not seeds)."""
@@ -170,8 +172,13 @@ def plot_options(runs: list[Run], args: argparse.Namespace) -> tuple[list[str], 
 
 
 def plot_command(summary_file: Path, metrics: list[str], views: list[str], args: argparse.Namespace) -> str:
-    """The ``python -m sb3_qmp.plot`` command that redraws the summary's figures."""
-    command = ["python", "-m", "sb3_qmp.plot", "--from-summary", str(summary_file), "--metric", *metrics, "--mode", *views]
+    """The ``python -m sb3_qmp.plot`` command that redraws the summary's figures. A summary inside the
+    repository is named relative to its root, so the command in a committed summary works on any checkout."""
+    try:
+        shown = str(summary_file.resolve().relative_to(REPOSITORY))
+    except ValueError:
+        shown = str(summary_file)
+    command = ["python", "-m", "sb3_qmp.plot", "--from-summary", shown, "--metric", *metrics, "--mode", *views]
     if args.highlight_task is not None:
         command += ["--highlight-task", str(args.highlight_task)]
     if args.selection_windows:

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import pathlib
 import shlex
@@ -205,6 +206,17 @@ def test_paper_comparison_figures_redrawn_from_the_summary(tmp_path: pathlib.Pat
     for png in out.glob("*.png"):
         png.unlink()
     assert sorted(pathlib.Path(p).name for p in plot_main(redraw[3:])) == drawn
+
+
+def test_paper_comparison_redraw_command_is_portable(tmp_path: pathlib.Path) -> None:
+    """A summary committed inside the repository names itself relative to the root (the command works on
+    any checkout); one outside keeps its path."""
+    comparison = load_script("paper_comparison")
+    args = argparse.Namespace(highlight_task=None, selection_windows=None, title_note=None)
+    inside = comparison.REPOSITORY / "benchmarks" / "results" / "paper_maze" / "summary.json"
+    outside = tmp_path / "summary.json"
+    for summary, shown in ((inside, "benchmarks/results/paper_maze/summary.json"), (outside, str(outside))):
+        assert shlex.split(comparison.plot_command(summary, ["success"], ["own"], args))[4] == shown
 
 
 def test_paper_comparison_runs_its_grid_on_ray(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
