@@ -106,6 +106,19 @@ def orderings(summary: dict[str, Any]) -> dict[str, dict[str, list[dict[str, Any
     return result
 
 
+def ordering_text(rows: Sequence[dict[str, Any]], mode: str) -> str:
+    """``"QMP 0.75 = Shared 0.75 > Separated 0.30"``: ``>`` where the final means differ or the tie is
+    broken by reaching the threshold earlier, ``=`` where nothing separates two methods."""
+    text = ""
+    for i, row in enumerate(rows):
+        if i:
+            before = rows[i - 1]
+            tied = round(before["final_mean"], 9) == round(row["final_mean"], 9) and before["reach"] == row["reach"]
+            text += " = " if tied else " > "
+        text += f"{display_name(row['algo'])}{'' if row['mode'] == mode else ' (own)'} {row['final_mean']:.2f}"
+    return text
+
+
 def _steps(value: float | None) -> str:
     if value is None:
         return "never"
@@ -171,10 +184,7 @@ def to_markdown(
     lines += ["", "Ordering by final success (mean over seeds; `mixture` uses the own policy where a method has none):", ""]
     for metric, by_mode in orderings(summary).items():
         for mode, rows in by_mode.items():
-            ordering = " > ".join(
-                f"{display_name(r['algo'])}{'' if r['mode'] == mode else ' (own)'} {r['final_mean']:.2f}" for r in rows
-            )
-            lines.append(f"- {METRIC_NAMES[metric]}, {mode}: {ordering}")
+            lines.append(f"- {METRIC_NAMES[metric]}, {mode}: {ordering_text(rows, mode)}")
 
     lines += [
         "",

@@ -208,6 +208,18 @@ def test_paper_comparison_figures_redrawn_from_the_summary(tmp_path: pathlib.Pat
     assert sorted(pathlib.Path(p).name for p in plot_main(redraw[3:])) == drawn
 
 
+def test_ordering_says_when_nothing_separates_two_methods() -> None:
+    summary = load_script("comparison_summary")
+
+    def row(algo: str, final: float, reach: float | None, mode: str = "own") -> dict[str, Any]:
+        return {"algo": algo, "mode": mode, "final_mean": final, "reach": reach}
+
+    rows = [row("qmp", 0.75, None), row("shared", 0.75, None), row("separated", 0.3, None)]
+    assert summary.ordering_text(rows, "own") == "QMP 0.75 = Shared 0.75 > Separated 0.30"
+    rows = [row("qmp", 1.0, 1000.0, "mixture"), row("separated", 1.0, 2000.0)]  # the earlier one leads
+    assert summary.ordering_text(rows, "mixture") == "QMP 1.00 > Separated (own) 1.00"
+
+
 def test_paper_comparison_redraw_command_is_portable(tmp_path: pathlib.Path) -> None:
     """A summary committed inside the repository names itself relative to the root (the command works on
     any checkout); one outside keeps its path."""
