@@ -13,7 +13,8 @@ evaluates along the way (own policy, and the mixture for mixture algorithms; str
 
 ``--jobs N`` sizes the local Ray instance (N runs at a time); ``--address auto`` sends the runs to a running
 Ray cluster instead. Layout: run (algo, seed) trains with ``-f LOGS/seed_<seed>``, i.e. in
-``LOGS/seed_<seed>/<algo>/<env>_1/`` (checkpoints in its ``checkpoints/``), its output in
+``LOGS/seed_<seed>/<algo>/<env>_1/`` (checkpoints in its ``checkpoints/``; ``_2/`` and so on where a run
+stopped before its first checkpoint started over), its output in
 ``LOGS/seed_<seed>/<algo>_<env>.out``. A run is *finished* when its final model holds at least ``-n`` env
 steps; then ``run_finished.json`` is written into the run folder (command line, settings, wall time of
 every attempt, code commit). **Resuming**: re-running the same command skips the finished runs and

@@ -107,6 +107,23 @@ def test_killed_run_resumes_from_its_checkpoint_exactly(tmp_path: Path) -> None:
     assert record["attempts"] == 2 and record["wall_time_s"] > 0
 
 
+def test_a_run_restarted_before_its_first_checkpoint_is_read_from_its_new_folder(tmp_path: Path) -> None:
+    """A run stopped before its first checkpoint starts over in ``<env>_2`` (rl-zoo3 numbers a new folder):
+    the runner must report, and take results from, that folder, not the abandoned ``<env>_1``."""
+    spec = RunSpec("shared", "MetaWorldDoorDrawer-v0", 1, 2000)
+    runs = spec.log_folder(tmp_path) / "shared"
+    abandoned, restarted = runs / "MetaWorldDoorDrawer-v0_1", runs / "MetaWorldDoorDrawer-v0_2"
+    abandoned.mkdir(parents=True)
+    (abandoned / "progress.json").write_text(json.dumps({"num_timesteps": 82524}))
+    restarted.mkdir()
+    (restarted / "progress.json").write_text(json.dumps({"num_timesteps": 396000, "last_checkpoint": 396000}))
+    state = run_state(spec, tmp_path)
+    assert (state.state, state.path, state.progress["num_timesteps"]) == ("started", restarted, 396000)
+    (restarted / "run_finished.json").write_text(json.dumps({"n_timesteps": 2000, "num_timesteps": 2000}))
+    state = run_state(spec, tmp_path)
+    assert (state.state, state.path, state.record["num_timesteps"]) == ("finished", restarted, 2000)
+
+
 def test_cli_status_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["--algos", "qmp", "--envs", "MultiGoalPoint-v0", "--seeds", "0", "-n", "640", "--logs", str(tmp_path)]
     grid_main([*argv, "--status"])
