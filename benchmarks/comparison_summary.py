@@ -7,7 +7,10 @@ std with ddof 0), the final value (mean +- std over seeds, and per task), and fo
 the first evaluation at which the mean over tasks reaches the threshold (per seed, and of the
 mean-over-seeds curve). The *area under the curve* is the mean over all evaluations of the mean over
 tasks (per seed; mean +- std over seeds): a learning-speed measure that still separates methods whose
-final values tie (e.g. every method at 100% any-step success by the end).
+final values tie (e.g. every method at 100% any-step success by the end). The *late* value is the mean
+over the evaluations in the last 10% of the run (at or after 90% of the final evaluation's env step; per
+seed, mean +- std over seeds): an end-of-run measure that one evaluation's few episodes per task cannot
+swing as much as the final value.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from sb3_qmp.common.results import Run, first_reaching, stack_seeds
 from sb3_qmp.plot import display_name
 
 METRIC_NAMES = {"success_any_step": "any-step success (paper)", "success": "strict success"}
+LATE_FRACTION = 0.9  # the late value averages the evaluations at or after this share of the final env step
 
 
 def summarize_method(runs: Sequence[Run], threshold: float) -> dict[str, Any]:
@@ -42,6 +46,7 @@ def summarize_method(runs: Sequence[Run], threshold: float) -> dict[str, Any]:
                 continue
             steps, values = stack_seeds(runs, metric, mode)  # (S, K, T)
             over_tasks = values.mean(axis=2)  # (S, K)
+            late = steps >= LATE_FRACTION * steps[-1]
             entry: dict[str, Any] = {
                 "timesteps": steps.tolist(),
                 "mean": over_tasks.mean(axis=0).tolist(),
@@ -55,6 +60,10 @@ def summarize_method(runs: Sequence[Run], threshold: float) -> dict[str, Any]:
                 "auc_per_seed": over_tasks.mean(axis=1).tolist(),
                 "auc_mean": float(over_tasks.mean(axis=1).mean()),
                 "auc_std": float(over_tasks.mean(axis=1).std()),
+                "late_from_step": int(steps[late][0]),
+                "late_per_seed": over_tasks[:, late].mean(axis=1).tolist(),
+                "late_mean": float(over_tasks[:, late].mean(axis=1).mean()),
+                "late_std": float(over_tasks[:, late].mean(axis=1).std()),
             }
             if metric in SUCCESS_METRICS:
                 entry["steps_to_threshold"] = [first_reaching(steps, curve, threshold) for curve in over_tasks]
@@ -202,6 +211,20 @@ def to_markdown(
             for m in ("success_any_step", "success", "stages")
         ]
         lines.append(f"| {display_name(algo)} | {mode} | " + " | ".join(areas) + " |")
+
+    lines += [
+        "",
+        "Late success: the mean over the evaluations in the last 10% of the run (mean ± std over seeds; the final "
+        "value rests on one evaluation of a few episodes per task, this on all of the last ones):",
+        "",
+        "| method | evaluation | evaluations from | any-step success (paper) | strict success |",
+        "|---|---|---|---|---|",
+    ]
+    for algo, mode, metrics in _rows(summary):
+        entries = [metrics.get(m) for m in SUCCESS_METRICS]
+        late = ["n/a" if e is None or "late_mean" not in e else f"{e['late_mean']:.2f} ± {e['late_std']:.2f}" for e in entries]
+        start = next((_steps(e["late_from_step"]) for e in entries if e is not None and "late_from_step" in e), "n/a")
+        lines.append(f"| {display_name(algo)} | {mode} | {start} | " + " | ".join(late) + " |")
 
     task_names = next(iter(summary.values()))["task_names"]
     num_tasks = len(next(iter(next(iter(summary.values()))["metrics"]["own"].values()))["final_per_task"])

@@ -28,7 +28,8 @@ With ``--out``, after every finished run (and at the end) the finished runs are 
 for every metric and evaluation mode, the tables' numbers, the orderings, the aggregates over runs and
 tasks with rliable's estimators, the runs still missing), ``OUT/summary.md`` (tables: final success and
 env steps to first reach ``--threshold`` with both the any-step and the strict metric and both evaluation
-modes, per-task final success and stages, the ordering of the methods, IQM / mean with stratified-bootstrap
+modes, the area under the curve and the late success (the mean over the last 10% of the run), per-task final
+success and stages, the ordering of the methods, IQM / mean with stratified-bootstrap
 intervals and the probability of improvement of ``--reference`` over each method, the curves at every
 evaluation, the commands) and the PNGs of ``python -m sb3_qmp.plot``, which redraws them from the summary
 alone: ``python -m sb3_qmp.plot --from-summary OUT/summary.json ...`` (the exact command is in the summary).

@@ -220,6 +220,27 @@ def test_ordering_says_when_nothing_separates_two_methods() -> None:
     assert summary.ordering_text(rows, "mixture") == "QMP 1.00 > Separated (own) 1.00"
 
 
+def test_late_success_averages_the_last_tenth_of_the_run() -> None:
+    """The late value is the mean over the evaluations at or after 90% of the final env step (here 950k, 1M
+    and a last one 2k steps later; 900k is below 90% of 1.002M), per seed, then mean and std over seeds."""
+    from sb3_qmp.common.results import Run
+
+    summary = load_script("comparison_summary")
+    steps = [500_000, 850_000, 900_000, 950_000, 1_000_000, 1_002_000]
+    per_seed = [[0.0, 1.0, 0.5, 0.5, 1.0, 0.0], [0.0, 0.0, 1.0, 1.0, 1.0, 1.0]]  # the mean over two tasks
+    runs = [
+        Run("qmp", ENV, f"run{seed}", steps, {"own": {"success_any_step": np.array([curve, curve]).T}}, seed=seed)
+        for seed, curve in enumerate(per_seed)
+    ]
+    entry = summary.summarize_method(runs, threshold=1.0)["metrics"]["own"]["success_any_step"]
+    assert entry["late_from_step"] == 950_000
+    np.testing.assert_allclose(entry["late_per_seed"], [0.5, 1.0])  # seed 0: (0.5 + 1 + 0) / 3
+    np.testing.assert_allclose([entry["late_mean"], entry["late_std"]], [0.75, 0.25])
+    assert entry["final_mean"] == 0.5  # what one evaluation says: seed 0 lost its tasks at the last one
+    table = summary.to_markdown({"qmp": summary.summarize_method(runs, threshold=1.0)}, threshold=1.0)
+    assert "| QMP | own | 950k | 0.75 ± 0.25 | n/a |" in table
+
+
 def test_paper_comparison_redraw_command_is_portable(tmp_path: pathlib.Path) -> None:
     """A summary committed inside the repository names itself relative to the root (the command works on
     any checkout); one outside keeps its path."""
