@@ -397,6 +397,22 @@ def test_paper_campaign_runs_seed_zero_of_every_method_first() -> None:
     assert [n[1] for n in names[10:]] == ["dnc_reg"] * 4 and len(names) == 14
     full = campaign.campaign_specs([0], with_dnc=False, full_budget=True)
     assert {s.env: s.n_timesteps for s in full} == {"MazeNavigation-v0": 12_000_000, "MetaWorldDoorDrawer-v0": 10_000_000}
+    # Another order of the task sets changes which runs start first within a seed, and nothing else.
+    meta_first = campaign.campaign_specs([0, 1], with_dnc=True, full_budget=False, task_sets=list(campaign.CAMPAIGN)[::-1])
+    assert [(s.env.split("-")[0], s.algo, s.seed) for s in meta_first[:4]] == [
+        ("MetaWorldDoorDrawer", "qmp", 0),
+        ("MetaWorldDoorDrawer", "separated", 0),
+        ("MetaWorldDoorDrawer", "shared", 0),
+        ("MazeNavigation", "qmp", 0),
+    ]
+    assert sorted(s.name for s in meta_first) == sorted(s.name for s in specs)
+    only = campaign.campaign_specs([0], with_dnc=False, full_budget=False, task_sets=["MetaWorldDoorDrawer-v0"])
+    assert [s.algo for s in only] == ["qmp", "separated", "shared"]
+    for bad in (["MazeNavigation-v0", "MazeNavigation-v0"], ["Maze"], []):
+        with pytest.raises(ValueError, match="task_sets must be distinct names"):
+            campaign.campaign_specs([0], with_dnc=False, full_budget=False, task_sets=bad)
+    with pytest.raises(SystemExit):
+        campaign.main(["--logs", "x", "--task-sets", "MazeNavigation-v0", "MazeNavigation-v0", "--summarize-only"])
 
 
 def test_summary_rows_follow_env_steps_not_positions() -> None:
