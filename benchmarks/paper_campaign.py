@@ -9,7 +9,8 @@ command with the packaged YAML entry (the authors' schedule); only the budget ch
 * ``--with-dnc``: DnC (regularisation only) on both, same budgets (after the others).
 
 After every finished run, each task set's summary, tables and figures are rewritten by
-``paper_comparison.py --summarize-only`` into ``--results``/``paper_maze`` and ``paper_metaworld``; every
+``paper_comparison.py --summarize-only`` into ``--results``/``paper_maze`` and ``paper_metaworld`` (Maze also
+gets ``maze_sharing.py``'s comparison of QMP's selection with the tasks' routes); every
 finished run's record and evaluation history is archived in ``--results``/``paper_campaign_runs`` (commit
 it: on a fresh machine the same command counts those runs as finished). Re-running the command resumes
 every unfinished run from its newest checkpoint::
@@ -70,8 +71,9 @@ def campaign_specs(
     return specs
 
 
-def _paper_comparison() -> Any:
-    spec = importlib.util.spec_from_file_location("_paper_comparison", HERE / "paper_comparison.py")
+def _script(name: str) -> Any:
+    """The module of the benchmark script ``benchmarks/<name>.py``."""
+    spec = importlib.util.spec_from_file_location(f"_{name}", HERE / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -88,10 +90,17 @@ def summarize(args: argparse.Namespace, specs: list[RunSpec], env: str) -> None:
     n, full = env_specs[0].n_timesteps, CAMPAIGN[env]["full"]
     share = "the authors' budget" if n >= full else f"{n / full:.2f} of the authors' {full / 1e6:g}M"
     argv += ["--title-note", f"{n / 1e6:g}M env steps per run = {share}"]
+    out = args.results / CAMPAIGN[env]["out"]
     try:
-        _paper_comparison().main(argv)
+        _script("paper_comparison").main(argv)
     except SystemExit as error:  # no finished run of this task set yet
         print(f"{env}: no summary yet ({error})", flush=True)
+        return
+    if env == "MazeNavigation-v0" and "qmp" in algos:  # does QMP's selection follow the maze's routes?
+        try:
+            _script("maze_sharing").main(["--summary", str(out / "summary.json"), "--out", str(out)])
+        except SystemExit as error:  # no finished QMP run yet
+            print(f"{env}: no route analysis yet ({error})", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:

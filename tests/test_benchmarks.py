@@ -430,3 +430,79 @@ def test_summary_rows_follow_env_steps_not_positions() -> None:
     assert "| 500k |  | 0.50 ± 0.00 |" in lines  # QMP has no evaluation at 500k
     assert "| 1.00M | 0.50 ± 0.00 | 1.00 ± 0.00 |" in lines
     assert "| 1.002M | 1.00 ± 0.00 |  |" in lines
+
+
+def test_maze_routes_agree_where_goals_share_a_corridor() -> None:
+    sharing = load_script("maze_sharing")
+    agreement, conflict = sharing.route_matrices()
+    assert [len(sharing.route_cells(t)) for t in range(10)] == [9, 9, 9, 9, 11, 11, 11, 12, 24, 15]  # task 8: 2 routes
+    np.testing.assert_array_equal(np.diag(agreement), 1.0)
+    assert (agreement >= 0).all() and (conflict >= 0).all() and (agreement + conflict <= 1 + 1e-12).all()
+    # Task 0's whole route, (1,3) -> (5,8), also heads for task 3's goal (4,10).
+    assert agreement[0, 3] == 1.0
+    # Task 8's goal (3,10) lies back past task 1's start (1,10): on task 1's route, heading there never agrees,
+    # and on 5 of its 9 cells it reverses task 1's move.
+    assert agreement[1, 8] == 0.0 and conflict[1, 8] == pytest.approx(5 / 9)
+
+
+def test_maze_sharing_finds_selection_that_follows_routes_and_none_where_it_does_not(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sharing = load_script("maze_sharing")
+    monkeypatch.setattr(sharing, "PERMUTATIONS", 300)
+    agreement, _ = sharing.route_matrices()
+    rng = np.random.default_rng(0)
+
+    def run(seed: int, first: np.ndarray, then: np.ndarray) -> dict[str, Any]:
+        """Selections in the first 1M env steps in proportion to ``first``, in the next 1M to ``then``."""
+        early, late = np.round(first * 100_000), np.round(then * 100_000)
+        return {"algo": "qmp", "seed": seed, "path": f"r{seed}", "timesteps": [1_000_000, 2_000_000],
+                "selection_counts": [early, early + late]}  # fmt: skip
+
+    follows = 0.5 * np.eye(10) + agreement * 0.05 + 1e-3
+    random = 0.5 * np.eye(10) + rng.uniform(0, 0.05, size=(10, 10))
+    runs = [run(0, follows, follows), run(1, follows, random), {"algo": "separated", "seed": 0, "selection_counts": None}]
+    (tmp_path / "summary.json").write_text(json.dumps({"runs": runs}, default=lambda a: a.tolist()))
+    result = sharing.main(["--summary", str(tmp_path / "summary.json"), "--out", str(tmp_path), "--last", "1000000"])
+
+    whole, last = (result["windows"][w]["runs"] for w in ("whole run", "last 1M env steps"))
+    for follows_routes in (whole["seed 0"], last["seed 0"]):
+        assert follows_routes["within_task_correlation_agreement"] == pytest.approx(1.0)
+        assert follows_routes["p_value_agreement"] < 0.01 and follows_routes["share_difference_agreeing_minus_other"] > 0
+    # Seed 1 switched to shares unrelated to the routes for its last 1M env steps: the window sees only those.
+    assert abs(last["seed 1"]["within_task_correlation_agreement"]) < 0.3 and last["seed 1"]["p_value_agreement"] > 0.05
+    assert whole["seed 1"]["within_task_correlation_agreement"] > 0.3
+    assert "| whole run | seed 0 | 1.00 (" in (tmp_path / "maze_sharing.md").read_text()
+    assert json.loads((tmp_path / "maze_sharing.json").read_text())["algo"] == "qmp"
+    with pytest.raises(SystemExit, match="No summary"):
+        sharing.main(["--summary", str(tmp_path / "missing.json")])
+
+
+def test_campaign_summaries_add_the_maze_route_analysis(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After each summary of Maze (not of Meta-World, not before a first finished run) the campaign compares
+    QMP's selection with the maze's routes, into the same folder."""
+    campaign = load_script("paper_campaign")
+    calls: list[tuple[str, list[str]]] = []
+    finished = {"MazeNavigation-v0": True, "MetaWorldDoorDrawer-v0": True}
+
+    class Script:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def main(self, argv: list[str]) -> None:
+            calls.append((self.name, argv))
+            if self.name == "paper_comparison" and not finished[argv[1]]:
+                raise SystemExit("no finished run")
+
+    monkeypatch.setattr(campaign, "_script", Script)
+    args = argparse.Namespace(seeds=[0], logs=tmp_path / "logs", results=tmp_path)
+    specs = campaign.campaign_specs([0], with_dnc=False, full_budget=False)
+    for env in campaign.CAMPAIGN:
+        campaign.summarize(args, specs, env)
+    maze = tmp_path / "paper_maze"
+    assert [name for name, _ in calls] == ["paper_comparison", "maze_sharing", "paper_comparison"]
+    assert calls[1][1] == ["--summary", str(maze / "summary.json"), "--out", str(maze)]
+    calls.clear()
+    finished["MazeNavigation-v0"] = False
+    campaign.summarize(args, specs, "MazeNavigation-v0")
+    assert [name for name, _ in calls] == ["paper_comparison"]

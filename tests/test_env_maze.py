@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-from collections import deque
 from collections.abc import Iterator
 
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -18,7 +17,7 @@ from gymnasium_robotics.envs.maze.maps import LARGE_MAZE
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import sb3_qmp  # noqa: F401  (registers the env ids)
-from sb3_qmp.envs.maze import TASK_CELLS, MazeNavigationEnv, make_env
+from sb3_qmp.envs.maze import TASK_CELLS, MazeNavigationEnv, make_env, maze_distances
 
 NUM_TASKS = 10
 #: D4RL's LARGE_MAZE (d4rl/pointmaze/maze_model.py), row by row: '#' wall, 'O' free, 'G' its default goal.
@@ -70,28 +69,24 @@ def base_env() -> Iterator[MazeNavigationEnv]:
     env.close()
 
 
-def _bfs_moves(start: tuple[int, int], goal: tuple[int, int]) -> int:
-    dist = {start: 0}
-    queue = deque([start])
-    while queue:
-        cell = queue.popleft()
-        if cell == goal:
-            return dist[cell]
-        r, c = cell
-        for nxt in ((r + 1, c), (r - 1, c), (r, c + 1), (r, c - 1)):
-            if LARGE_MAZE[nxt[0]][nxt[1]] != 1 and nxt not in dist:
-                dist[nxt] = dist[cell] + 1
-                queue.append(nxt)
-    raise AssertionError(f"no path from {start} to {goal}")
-
-
 def test_task_set_layout() -> None:
     assert MazeNavigationEnv.num_tasks == NUM_TASKS == len(MazeNavigationEnv.task_names)
     assert len(LARGE_MAZE) == 9 and all(len(row) == 12 for row in LARGE_MAZE)
     for start, goal in TASK_CELLS:
         assert LARGE_MAZE[start[0]][start[1]] == 0, start
         assert LARGE_MAZE[goal[0]][goal[1]] == 0, goal
-    assert [_bfs_moves(s, g) for s, g in TASK_CELLS] == [9, 9, 9, 9, 11, 11, 11, 12, 14, 15]
+    assert [maze_distances(g)[s] for s, g in TASK_CELLS] == [9, 9, 9, 9, 11, 11, 11, 12, 14, 15]
+
+
+def test_maze_distances_are_moves_through_open_cells() -> None:
+    distances = maze_distances((1, 1))
+    open_cells = {(r, c) for r, row in enumerate(LARGE_MAZE) for c, v in enumerate(row) if v != 1}
+    assert set(distances) == open_cells  # the large maze is connected; walls have no distance
+    for (r, c), d in distances.items():  # each cell is one move further than its closest open neighbour
+        neighbours = [distances[n] for n in ((r + 1, c), (r - 1, c), (r, c + 1), (r, c - 1)) if n in distances]
+        assert d == (0 if (r, c) == (1, 1) else min(neighbours) + 1)
+    with pytest.raises(ValueError, match="wall"):
+        maze_distances((0, 0))
 
 
 @pytest.mark.parametrize("task_id", range(NUM_TASKS))

@@ -67,6 +67,27 @@ TASK_CELLS: tuple[tuple[tuple[int, int], tuple[int, int]], ...] = (
     ((7, 2), (6, 8)),
 )
 TASK_NAMES = [f"{s[0]},{s[1]}->{g[0]},{g[1]}" for s, g in TASK_CELLS]
+
+
+def maze_distances(goal: tuple[int, int]) -> dict[tuple[int, int], int]:
+    """Moves (steps to a side-by-side cell) from every cell of ``LARGE_MAZE`` that can reach ``goal`` to it.
+
+    :param goal: ``(row, col)`` of an open cell.
+    """
+    if LARGE_MAZE[goal[0]][goal[1]] == 1:
+        raise ValueError(f"{goal} is a wall cell of LARGE_MAZE")
+    distances, frontier = {goal: 0}, [goal]
+    while frontier:  # breadth first: every cell of the next ring is one move further
+        ring = []
+        for row, col in frontier:
+            for cell in ((row + 1, col), (row - 1, col), (row, col + 1), (row, col - 1)):
+                if LARGE_MAZE[cell[0]][cell[1]] != 1 and cell not in distances:
+                    distances[cell] = distances[(row, col)] + 1
+                    ring.append(cell)
+        frontier = ring
+    return distances
+
+
 MAX_VELOCITY = 5.0  # PointEnv clips the ball's velocity to this before every step
 #: Where D4RL (the authors' maze) puts the ball relative to a wall cell's centre, in cells along both the
 #: row and the column index (its ball body sits at (1.2, 1.2), its walls at (i + 1, j + 1)).
