@@ -86,11 +86,11 @@ def summarize(args: argparse.Namespace, specs: list[RunSpec], env: str) -> None:
     algos = list(dict.fromkeys(spec.algo for spec in env_specs))
     argv = ["--env", env, "--algos", *algos, "--seeds", *map(str, args.seeds), "-n", str(env_specs[0].n_timesteps)]
     argv += ["--logs", str(args.logs), "--archive", str(args.results / "paper_campaign_runs")]
-    argv += ["--out", str(args.results / CAMPAIGN[env]["out"]), "--summarize-only"]
+    out = args.results / CAMPAIGN[env]["out"]
+    argv += ["--out", str(out), "--summarize-only"]
     n, full = env_specs[0].n_timesteps, CAMPAIGN[env]["full"]
     share = "the authors' budget" if n >= full else f"{n / full:.2f} of the authors' {full / 1e6:g}M"
     argv += ["--title-note", f"{n / 1e6:g}M env steps per run = {share}"]
-    out = args.results / CAMPAIGN[env]["out"]
     try:
         _script("paper_comparison").main(argv)
     except SystemExit as error:  # no finished run of this task set yet
