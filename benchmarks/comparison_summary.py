@@ -124,7 +124,8 @@ def ordering_text(rows: Sequence[dict[str, Any]], mode: str) -> str:
             before = rows[i - 1]
             tied = round(before["final_mean"], 9) == round(row["final_mean"], 9) and before["reach"] == row["reach"]
             text += " = " if tied else " > "
-        text += f"{display_name(row['algo'])}{'' if row['mode'] == mode else ' (own)'} {row['final_mean']:.2f}"
+        # Printed from the value the tie test compares, so that tied means never print as 0.42 = 0.43.
+        text += f"{display_name(row['algo'])}{'' if row['mode'] == mode else ' (own)'} {round(row['final_mean'], 9):.2f}"
     return text
 
 

@@ -218,6 +218,9 @@ def test_ordering_says_when_nothing_separates_two_methods() -> None:
     assert summary.ordering_text(rows, "own") == "QMP 0.75 = Shared 0.75 > Separated 0.30"
     rows = [row("qmp", 1.0, 1000.0, "mixture"), row("separated", 1.0, 2000.0)]  # the earlier one leads
     assert summary.ordering_text(rows, "mixture") == "QMP 1.00 > Separated (own) 1.00"
+    # Means equal up to float noise on either side of a rounding boundary print the same.
+    rows = [row("qmp", 0.425 - 1e-12, None, "mixture"), row("separated", 0.425 + 1e-12, None)]
+    assert summary.ordering_text(rows, "mixture") == "QMP 0.42 = Separated (own) 0.42"
 
 
 def test_late_success_averages_the_last_tenth_of_the_run() -> None:
