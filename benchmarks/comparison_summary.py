@@ -124,8 +124,7 @@ def ordering_text(rows: Sequence[dict[str, Any]], mode: str) -> str:
             before = rows[i - 1]
             tied = round(before["final_mean"], 9) == round(row["final_mean"], 9) and before["reach"] == row["reach"]
             text += " = " if tied else " > "
-        # Printed from the value the tie test compares, so that tied means never print as 0.42 = 0.43.
-        text += f"{display_name(row['algo'])}{'' if row['mode'] == mode else ' (own)'} {round(row['final_mean'], 9):.2f}"
+        text += f"{display_name(row['algo'])}{'' if row['mode'] == mode else ' (own)'} {_num(row['final_mean'])}"
     return text
 
 
@@ -137,8 +136,14 @@ def _steps(value: float | None) -> str:
     return f"{value / 1e3:.0f}k"
 
 
+def _num(value: float) -> str:
+    """Two decimals of ``value`` rounded to 9 first, as the orderings compare: float noise on either side of a
+    rounding boundary (0.575 as a mean of 0.30, 0.70 and 0.725) prints the same in every table."""
+    return f"{round(value, 9):.2f}"
+
+
 def _mean_std(entry: dict[str, Any] | None) -> str:
-    return "n/a" if entry is None else f"{entry['final_mean']:.2f} ± {entry['final_std']:.2f}"
+    return "n/a" if entry is None else f"{_num(entry['final_mean'])} ± {_num(entry['final_std'])}"
 
 
 def _reach(entry: dict[str, Any] | None) -> str:
@@ -208,7 +213,7 @@ def to_markdown(
         areas = [
             "n/a"
             if metrics.get(m) is None or "auc_mean" not in metrics[m]
-            else f"{metrics[m]['auc_mean']:.2f} ± {metrics[m]['auc_std']:.2f}"
+            else f"{_num(metrics[m]['auc_mean'])} ± {_num(metrics[m]['auc_std'])}"
             for m in ("success_any_step", "success", "stages")
         ]
         lines.append(f"| {display_name(algo)} | {mode} | " + " | ".join(areas) + " |")
@@ -223,7 +228,9 @@ def to_markdown(
     ]
     for algo, mode, metrics in _rows(summary):
         entries = [metrics.get(m) for m in SUCCESS_METRICS]
-        late = ["n/a" if e is None or "late_mean" not in e else f"{e['late_mean']:.2f} ± {e['late_std']:.2f}" for e in entries]
+        late = [
+            "n/a" if e is None or "late_mean" not in e else f"{_num(e['late_mean'])} ± {_num(e['late_std'])}" for e in entries
+        ]
         start = next((_steps(e["late_from_step"]) for e in entries if e is not None and "late_from_step" in e), "n/a")
         lines.append(f"| {display_name(algo)} | {mode} | {start} | " + " | ".join(late) + " |")
 

@@ -221,6 +221,7 @@ def test_ordering_says_when_nothing_separates_two_methods() -> None:
     # Means equal up to float noise on either side of a rounding boundary print the same.
     rows = [row("qmp", 0.425 - 1e-12, None, "mixture"), row("separated", 0.425 + 1e-12, None)]
     assert summary.ordering_text(rows, "mixture") == "QMP 0.42 = Separated (own) 0.42"
+    assert summary._mean_std({"final_mean": 0.425 + 1e-12, "final_std": 0.0}) == "0.42 ± 0.00"  # as the ordering
 
 
 def test_late_success_averages_the_last_tenth_of_the_run() -> None:
