@@ -47,6 +47,7 @@ def summarize_method(runs: Sequence[Run], threshold: float) -> dict[str, Any]:
             steps, values = stack_seeds(runs, metric, mode)  # (S, K, T)
             over_tasks = values.mean(axis=2)  # (S, K)
             late = steps >= LATE_FRACTION * steps[-1]
+            late_per_seed = over_tasks[:, late].mean(axis=1)
             entry: dict[str, Any] = {
                 "timesteps": steps.tolist(),
                 "mean": over_tasks.mean(axis=0).tolist(),
@@ -61,9 +62,9 @@ def summarize_method(runs: Sequence[Run], threshold: float) -> dict[str, Any]:
                 "auc_mean": float(over_tasks.mean(axis=1).mean()),
                 "auc_std": float(over_tasks.mean(axis=1).std()),
                 "late_from_step": int(steps[late][0]),
-                "late_per_seed": over_tasks[:, late].mean(axis=1).tolist(),
-                "late_mean": float(over_tasks[:, late].mean(axis=1).mean()),
-                "late_std": float(over_tasks[:, late].mean(axis=1).std()),
+                "late_per_seed": late_per_seed.tolist(),
+                "late_mean": float(late_per_seed.mean()),
+                "late_std": float(late_per_seed.std()),
             }
             if metric in SUCCESS_METRICS:
                 entry["steps_to_threshold"] = [first_reaching(steps, curve, threshold) for curve in over_tasks]
