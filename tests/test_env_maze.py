@@ -298,3 +298,13 @@ def test_random_task_per_episode_and_render() -> None:
     img = env.render()
     assert img.shape == (72, 96, 3) and img.dtype == np.uint8 and img.std() > 0
     env.close()
+
+
+def test_leaves_no_model_file_in_the_temp_folder() -> None:
+    # gymnasium-robotics writes one MuJoCo XML file per maze instance into the temp folder; the env removes it.
+    env = MazeNavigationEnv(task_id=0, render_mode="rgb_array", width=32, height=24)
+    assert not os.path.exists(env.maze_env.tmp_xml_file_path)
+    env.reset(seed=0)
+    env.step(env.action_space.sample())
+    assert env.render().shape == (24, 32, 3)  # rendering needs only the loaded model
+    env.close()

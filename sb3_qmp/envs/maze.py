@@ -42,6 +42,7 @@ per-step dict building, which roughly doubles throughput.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -153,6 +154,9 @@ class MazeNavigationEnv(gym.Env):
             width=width,
             height=height,
         )
+        # gymnasium-robotics writes the maze's MuJoCo XML to a new file in the system temp folder for every
+        # instance and never removes it (thousands over a campaign). The model is loaded by now.
+        Path(self.maze_env.tmp_xml_file_path).unlink(missing_ok=True)
         # gymnasium-robotics' own start/goal noise is off (not a constructor argument: set on the instance);
         # reset() places start and goal and draws the noise itself.
         self.maze_env.position_noise_range = 0.0
