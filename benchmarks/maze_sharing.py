@@ -18,7 +18,8 @@ matrices (from a comparison summary, ``paper_comparison.py``):
   agreement, with a one-sided p-value from shuffling each task's shares of the other policies among them
   (within tasks, so that how much a task borrows in all, and how much its route agrees with everyone's,
   cannot make a correlation by themselves), and the mean share difference between agreeing and other
-  policies.
+  policies. Over several runs, the statistic is the mean of the runs' correlations, with a p-value from
+  shuffling every run's rows independently (the question "do the runs, taken together, follow the routes?").
 
     python benchmarks/maze_sharing.py --summary benchmarks/results/paper_maze/summary.json \\
         --out benchmarks/results/paper_maze
@@ -117,17 +118,20 @@ def within_task_correlation(shares: np.ndarray, route: np.ndarray, order: np.nda
 
 
 def permutation_p_value(
-    shares: np.ndarray, route: np.ndarray, observed: float, permutations: int | None = None, seed: int = 0
+    runs: list[np.ndarray], route: np.ndarray, observed: float, permutations: int | None = None, seed: int = 0
 ) -> float:
-    """One-sided p-value of ``observed`` (:func:`within_task_correlation`) when each task's shares of the other
-    policies are shuffled among them (``permutations`` times; default :data:`PERMUTATIONS`)."""
+    """One-sided p-value of ``observed``, the mean over ``runs`` (selection share matrices) of their
+    :func:`within_task_correlation`, when each task's shares of the other policies are shuffled among them,
+    in every run independently (``permutations`` times; default :data:`PERMUTATIONS`)."""
     permutations = PERMUTATIONS if permutations is None else permutations
     rng = np.random.default_rng(seed)
-    num_tasks = len(shares)
     at_least = 0
     for _ in range(permutations):
-        order = np.array([rng.permutation(num_tasks - 1) for _ in range(num_tasks)])
-        at_least += within_task_correlation(shares, route, order) >= observed - 1e-12
+        shuffled = []
+        for shares in runs:
+            order = np.array([rng.permutation(len(shares) - 1) for _ in range(len(shares))])
+            shuffled.append(within_task_correlation(shares, route, order))
+        at_least += float(np.mean(shuffled)) >= observed - 1e-12
     return (at_least + 1) / (permutations + 1)
 
 
@@ -143,12 +147,27 @@ def compare(shares: np.ndarray, agreement: np.ndarray, conflict: np.ndarray) -> 
     top = [int(np.argmax(np.where(np.arange(num_tasks) != i, shares[i], -1.0))) for i in range(num_tasks)]
     return {
         "within_task_correlation_agreement": correlation,
-        "p_value_agreement": permutation_p_value(shares, agreement, correlation),
+        "p_value_agreement": permutation_p_value([shares], agreement, correlation),
         "within_task_correlation_conflict": within_task_correlation(shares, conflict),
         "share_difference_agreeing_minus_other": float(np.mean(differences)) if differences else None,
         "tasks_with_both_groups": len(differences),
         "top_lender": top,
         "top_lender_agreement": [float(agreement[i, j]) for i, j in enumerate(top)],
+    }
+
+
+def together(results: list[dict[str, Any]], shares: list[np.ndarray], agreement: np.ndarray) -> dict[str, Any]:
+    """Several runs' :func:`compare` results taken together: the means of their per-run values, and the p-value
+    of the mean correlation with the agreement from shuffling every run's rows independently."""
+    correlation = float(np.mean([r["within_task_correlation_agreement"] for r in results]))
+    differences = [r["share_difference_agreeing_minus_other"] for r in results]
+    return {
+        "within_task_correlation_agreement": correlation,
+        "p_value_agreement": permutation_p_value(shares, agreement, correlation),
+        "within_task_correlation_conflict": float(np.mean([r["within_task_correlation_conflict"] for r in results])),
+        "share_difference_agreeing_minus_other": None if None in differences else float(np.mean(differences)),
+        "tasks_with_both_groups": min(r["tasks_with_both_groups"] for r in results),
+        "top_lender_agreement": [],
     }
 
 
@@ -166,11 +185,14 @@ def analyse(summary: dict[str, Any], algo: str = "qmp", last: float | None = Non
     windows: dict[str, Any] = {}
     for name, window in [("whole run", None)] + ([(f"last {last / 1e6:g}M env steps", last)] if last else []):
         shares = [selection_shares(r, window) for r in runs]
+        per_run = {f"seed {r['seed']}": compare(m, agreement, conflict) for r, m in zip(runs, shares)}
         windows[name] = {
-            "runs": {f"seed {r['seed']}": compare(m, agreement, conflict) for r, m in zip(runs, shares)},
+            "runs": per_run,
             "mean_of_runs": compare(np.mean(shares, axis=0), agreement, conflict),
             "mean_shares": np.mean(shares, axis=0).tolist(),
         }
+        if len(runs) > 1:
+            windows[name]["runs_together"] = together(list(per_run.values()), shares, agreement)
     return {
         "algo": algo,
         "agreement": agreement.tolist(),
@@ -201,14 +223,19 @@ def to_markdown(result: dict[str, Any]) -> str:
         "Selection (share of task i's steps on which policy j acted) against the routes, task by task: the mean "
         "over tasks i of the rank correlation (Spearman's), over the other tasks j, of the share with the "
         "agreement (p: one-sided, from shuffling each task's shares of the other policies among them); the mean "
-        "over tasks of the share difference between policies with agreeing routes (A >= 0.5) and the others:",
+        "over tasks of the share difference between policies with agreeing routes (A >= 0.5) and the others. "
+        "*Runs together*: the means of the runs' values, p from shuffling every run's rows independently; "
+        "*mean of the runs*: the same measures of the runs' mean share matrix.",
         "",
         "| window | run | correlation with agreement (p) | with conflict | share difference, A >= 0.5 minus A < 0.5 "
         "(tasks) | top lender's agreement, tasks 0..9 |",
         "|---|---|---|---|---|---|",
     ]
     for window, entry in result["windows"].items():
-        for name, row in [*entry["runs"].items(), ("mean of the runs", entry["mean_of_runs"])]:
+        rows = [*entry["runs"].items(), ("mean of the runs", entry["mean_of_runs"])]
+        if "runs_together" in entry:
+            rows.insert(len(entry["runs"]), (f"runs together ({len(entry['runs'])})", entry["runs_together"]))
+        for name, row in rows:
             difference = row["share_difference_agreeing_minus_other"]
             lines.append(
                 f"| {window} | {name} | {row['within_task_correlation_agreement']:.2f} ({row['p_value_agreement']:.3f}) "

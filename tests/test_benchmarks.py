@@ -476,10 +476,30 @@ def test_maze_sharing_finds_selection_that_follows_routes_and_none_where_it_does
     # Seed 1 switched to shares unrelated to the routes for its last 1M env steps: the window sees only those.
     assert abs(last["seed 1"]["within_task_correlation_agreement"]) < 0.3 and last["seed 1"]["p_value_agreement"] > 0.05
     assert whole["seed 1"]["within_task_correlation_agreement"] > 0.3
+    together = result["windows"]["last 1M env steps"]["runs_together"]
+    assert together["within_task_correlation_agreement"] == pytest.approx(
+        np.mean([last[s]["within_task_correlation_agreement"] for s in ("seed 0", "seed 1")])
+    )
+    assert together["p_value_agreement"] < 0.01
     assert "| whole run | seed 0 | 1.00 (" in (tmp_path / "maze_sharing.md").read_text()
+    assert "| last 1M env steps | runs together (2) | " in (tmp_path / "maze_sharing.md").read_text()
     assert json.loads((tmp_path / "maze_sharing.json").read_text())["algo"] == "qmp"
     with pytest.raises(SystemExit, match="No summary"):
         sharing.main(["--summary", str(tmp_path / "missing.json")])
+
+
+def test_maze_sharing_runs_together_weigh_every_run() -> None:
+    sharing = load_script("maze_sharing")
+    agreement, _ = sharing.route_matrices()
+    rng = np.random.default_rng(0)
+    # Three runs that follow the routes weakly (own policy kept, shares partly in proportion to the agreement).
+    runs = [0.5 * np.eye(10) + 0.05 * (0.3 * agreement + rng.uniform(0, 1, (10, 10))) for _ in range(3)]
+    correlations = [sharing.within_task_correlation(r, agreement) for r in runs]
+    alone = [sharing.permutation_p_value([r], agreement, c, 300) for r, c in zip(runs, correlations)]
+    assert alone[0] < 0.05 and min(alone[1:]) > 0.05  # only one of them is clear on its own
+    # Together they are: the mean correlation is compared with the mean of three runs' shuffles (narrower
+    # than one run's), not with one run's.
+    assert sharing.permutation_p_value(runs, agreement, float(np.mean(correlations)), 300) < 0.05
 
 
 def test_campaign_summaries_add_the_maze_route_analysis(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
