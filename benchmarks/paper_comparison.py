@@ -35,13 +35,16 @@ evaluation, the commands) and the PNGs of ``python -m sb3_qmp.plot``, which redr
 alone: ``python -m sb3_qmp.plot --from-summary OUT/summary.json ...`` (the exact command is in the summary).
 ``--summarize-only`` summarises what has finished without training and lists the missing runs; run
 folders of the plain rl-zoo3 layout ``LOGS/<algo>/<env>_<n>/`` (earlier versions of this script) are
-summarised too, as runs of unknown seed. ``--final-info-key stages_completed`` also runs every finished
-run's final model for a few episodes per task and reports that ``info`` entry.
+summarised too, as runs of unknown seed. ``--rebuild-from OUT/summary.json`` rewrites a summary's tables,
+JSON and PNGs from the runs stored in it, with its stored settings and no logs (e.g. to give a summary
+committed by an earlier version of this script the tables added since). ``--final-info-key stages_completed``
+also runs every finished run's final model for a few episodes per task and reports that ``info`` entry.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import sys
@@ -212,16 +215,51 @@ def aggregates_markdown(result: dict[str, Any]) -> str:
     )
 
 
-def write_summary(args: argparse.Namespace) -> dict[str, Any]:
-    """Summarise the finished runs (tables, JSON with the per-run curves, PNGs under ``--out``); return the result."""
-    runs, infos, missing = collect(args)
+# What a stored summary's run holds besides its record (the keys of Run.to_json that the record lacks).
+RUN_DATA_KEYS = ("timesteps", "task_names", "curves", "selection_counts")
+# Settings a stored summary restores for --rebuild-from (everything that shapes the tables and figures).
+STORED_SETTINGS = (
+    "env", "algos", "seeds", "n_timesteps", "threshold", "reference", "highlight_task", "title_note",
+    "selection_windows", "final_info_key", "final_episodes", "logs",
+)  # fmt: skip
+
+
+def stored_summary(args: argparse.Namespace) -> dict[str, Any]:
+    """The summary named by ``--rebuild-from``; its settings replace ``args``' (``--out`` defaults to its folder)."""
+    path = args.rebuild_from
+    if not path.is_file():
+        raise SystemExit(f"No summary at {path}: --rebuild-from takes a summary.json written by this script.")
+    stored = json.loads(path.read_text())
+    if not stored.get("runs") or "settings" not in stored:
+        raise SystemExit(f"{path} holds no stored runs and settings: not a summary.json of this script.")
+    for key in STORED_SETTINGS:
+        if key in stored["settings"]:
+            setattr(args, key, stored["settings"][key])
+    args.logs = Path(args.logs)
+    args.out = path.parent if args.out is None else args.out
+    return stored
+
+
+def write_summary(args: argparse.Namespace, stored: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Summarise the finished runs (tables, JSON with the per-run curves, PNGs under ``--out``); return the result.
+
+    :param stored: a summary written earlier (``--rebuild-from``): its runs, records, missing runs and final-model
+        statistic are used instead of the logs."""
+    if stored is None:
+        runs, infos, missing = collect(args)
+    else:
+        runs = [Run.from_json(run) for run in stored["runs"]]
+        infos = [{k: v for k, v in run.items() if k not in RUN_DATA_KEYS} for run in stored["runs"]]
+        missing = list(stored.get("missing") or [])
     if not runs:
         raise SystemExit(f"No finished per-task evaluations of {args.algos} on {args.env} under {args.logs}.")
     # What the summary stores is what the figures are drawn from: redrawing from it gives the same PNGs.
     runs = [Run.from_json(run.to_json()) for run in runs]
     summary = summarize(runs, args.threshold)
     final_info = None
-    if args.final_info_key:
+    if stored is not None:  # the final models may be gone: keep what was measured
+        final_info = stored.get("final_info")
+    elif args.final_info_key:
         final_info = {
             "key": args.final_info_key,
             "values": final_info_stat(runs, args.env, args.final_info_key, args.final_episodes),
@@ -282,6 +320,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--archive", type=Path, default=None, help="keep finished runs' small files here (default OUT/runs)")
     parser.add_argument("--reference", default="qmp", help="method whose probability of improvement is reported")
     parser.add_argument("--summarize-only", action="store_true", help="do not train; summarise the finished runs in --logs")
+    parser.add_argument(
+        "--rebuild-from",
+        type=Path,
+        default=None,
+        help="rewrite this summary.json's tables and figures from the runs stored in it (its settings, no logs)",
+    )
     parser.add_argument("--no-plots", action="store_true", help="write summary.json and summary.md only (no PNGs)")
     parser.add_argument("--highlight-task", type=int, default=None, help="task emphasised in the per-task figures")
     parser.add_argument("--title-note", default=None, help="second title line of the figures (e.g. the budget share)")
@@ -303,6 +347,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.windows = [parse_window(text) for text in args.selection_windows] if args.selection_windows else None
     except ValueError as error:
         raise SystemExit(str(error)) from None
+    if args.rebuild_from is not None:
+        stored = stored_summary(args)
+        args.windows = [parse_window(text) for text in args.selection_windows] if args.selection_windows else None
+        return write_summary(args, stored)
     if not args.summarize_only:
         train(args)
     return write_summary(args)

@@ -208,6 +208,39 @@ def test_paper_comparison_figures_redrawn_from_the_summary(tmp_path: pathlib.Pat
     assert sorted(pathlib.Path(p).name for p in plot_main(redraw[3:])) == drawn
 
 
+def test_paper_comparison_rebuilds_a_summary_from_its_stored_runs(tmp_path: pathlib.Path) -> None:
+    """A committed summary.json is enough to write the summary again (the logs are gone), with its own settings."""
+    comparison = load_script("paper_comparison")
+    logs, out, again = tmp_path / "logs", tmp_path / "out", tmp_path / "again"
+    for seed in (0, 1):
+        _write_grid_run(logs, "qmp", seed, **QMP_SEEDS[seed])
+    (logs / "seed_0" / "separated" / f"{ENV}_1").mkdir(parents=True)  # started, never finished
+    argv = ["--env", ENV, "--algos", "qmp", "separated", "--seeds", "0", "1", "--threshold", "0.5", "--reference", "separated"]
+    first = comparison.main([*argv, "--logs", str(logs), "--out", str(out), "--summarize-only", "--no-plots"])
+    shutil.rmtree(logs)
+
+    rebuilt = comparison.main(["--rebuild-from", str(out / "summary.json"), "--out", str(again), "--no-plots"])
+    for key in ("finished", "missing", "seconds", "runs", "summary", "orderings", "aggregates"):
+        assert rebuilt[key] == first[key], key
+    text = (again / "summary.md").read_text()
+    assert text.startswith(f"# {ENV}: qmp, separated x seeds 0 1, 3000 env steps per run")  # the stored settings
+    assert "separated seed 0 (unfinished)" in text and "to 50% any-step" in text
+    assert {k: rebuilt["settings"][k] for k in ("threshold", "reference")} == {"threshold": 0.5, "reference": "separated"}
+    assert text.replace(str(again), str(out)) == (out / "summary.md").read_text()
+    # A final-model statistic is kept as measured (the models are not needed, nor measured again).
+    stored = json.loads((out / "summary.json").read_text())
+    stored["final_info"] = {"key": "stages_completed", "values": {"qmp": [[1.0, 2.0], [3.0, 3.0]]}}
+    (out / "summary.json").write_text(json.dumps(stored))
+    rebuilt = comparison.main(["--rebuild-from", str(out / "summary.json"), "--no-plots"])  # into its own folder
+    assert rebuilt["final_info"] == stored["final_info"]
+    assert "stages_completed" in (out / "summary.md").read_text()
+    with pytest.raises(SystemExit, match="No summary at"):
+        comparison.main(["--rebuild-from", str(tmp_path / "none.json")])
+    (tmp_path / "other.json").write_text("{}")
+    with pytest.raises(SystemExit, match=r"not a summary\.json of this script"):
+        comparison.main(["--rebuild-from", str(tmp_path / "other.json")])
+
+
 def test_ordering_says_when_nothing_separates_two_methods() -> None:
     summary = load_script("comparison_summary")
 
