@@ -343,13 +343,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
     if args.jobs < 1:
         raise SystemExit(f"--jobs must be >= 1, got {args.jobs}.")
+    stored = stored_summary(args) if args.rebuild_from is not None else None  # its settings replace args'
     try:  # checked before any training
         args.windows = [parse_window(text) for text in args.selection_windows] if args.selection_windows else None
     except ValueError as error:
         raise SystemExit(str(error)) from None
-    if args.rebuild_from is not None:
-        stored = stored_summary(args)
-        args.windows = [parse_window(text) for text in args.selection_windows] if args.selection_windows else None
+    if stored is not None:
         return write_summary(args, stored)
     if not args.summarize_only:
         train(args)
