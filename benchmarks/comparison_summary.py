@@ -285,11 +285,19 @@ def to_markdown(
             lines.append(f"| {_steps(step)} | " + " | ".join(cells) + " |")
 
     if runs_info:
-        lines += ["", "Runs (wall time of the training command; the exact command line):", ""]
-        lines += ["| method | seed | env steps | wall time | command |", "|---|---:|---:|---:|---|"]
+        # Runs recorded before the grid runner measured CPU time keep the table they always had.
+        with_cpu = any(info.get("cpu_time_s") is not None for info in runs_info)
+        cpu_caption = "; CPU time (user + system) of its process, without the time it was stopped" if with_cpu else ""
+        lines += ["", f"Runs (wall time of the training command{cpu_caption}; the exact command line):", ""]
+        lines += [
+            f"| method | seed | env steps | wall time |{' CPU time |' if with_cpu else ''} command |",
+            f"|---|---:|---:|---:|{'---:|' if with_cpu else ''}---|",
+        ]
         for info in runs_info:
             wall = "?" if info.get("wall_time_s") is None else f"{info['wall_time_s']:.0f} s"
+            cpu = "" if not with_cpu else ("? |" if info.get("cpu_time_s") is None else f"{info['cpu_time_s']:.0f} s |")
             steps = "?" if info.get("n_timesteps") is None else str(info["n_timesteps"])
             command = info.get("command") or "?"
-            lines.append(f"| {display_name(info['algo'])} | {info.get('seed', '?')} | {steps} | {wall} | `{command}` |")
+            times = f"{wall} | {cpu}" if cpu else f"{wall} |"
+            lines.append(f"| {display_name(info['algo'])} | {info.get('seed', '?')} | {steps} | {times} `{command}` |")
     return "\n".join(lines)

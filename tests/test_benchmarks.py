@@ -469,6 +469,24 @@ def test_summary_rows_follow_env_steps_not_positions() -> None:
     assert "| 1.002M | 1.00 ± 0.00 |  |" in lines
 
 
+def test_runs_table_shows_cpu_time_once_a_run_has_it() -> None:
+    """Runs with a recorded CPU time get a CPU-time column ("?" for runs recorded before the grid runner measured
+    it); summaries of older runs keep the table they had."""
+    from sb3_qmp.common.results import Run
+
+    summary_module = load_script("comparison_summary")
+    curve = {"own": {"success_any_step": np.array([[0.0, 1.0]])}}
+    summary = summary_module.summarize([Run("qmp", "Env-v0", "a", np.array([100]), curve)], 1.0)
+    old = {"algo": "qmp", "seed": 0, "n_timesteps": 100, "command": "train 0", "wall_time_s": 70.4}
+    new = {"algo": "qmp", "seed": 1, "n_timesteps": 100, "command": "train 1", "wall_time_s": 80.0, "cpu_time_s": 61.6}
+    lines = summary_module.to_markdown(summary, 1.0, [old, new]).splitlines()
+    assert "| method | seed | env steps | wall time | CPU time | command |" in lines
+    assert "| QMP | 0 | 100 | 70 s | ? | `train 0` |" in lines
+    assert "| QMP | 1 | 100 | 80 s | 62 s | `train 1` |" in lines
+    lines = summary_module.to_markdown(summary, 1.0, [old]).splitlines()
+    assert "| method | seed | env steps | wall time | command |" in lines and "| QMP | 0 | 100 | 70 s | `train 0` |" in lines
+
+
 def test_maze_routes_agree_where_goals_share_a_corridor() -> None:
     sharing = load_script("maze_sharing")
     agreement, conflict = sharing.route_matrices()

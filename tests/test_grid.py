@@ -15,7 +15,17 @@ import numpy as np
 import pytest
 
 from sb3_qmp.common.checkpoints import read_progress
-from sb3_qmp.grid import RunOptions, RunSpec, execute_run, progress_rows, progress_text, run_grid, run_state, summarize_grid
+from sb3_qmp.grid import (
+    RunOptions,
+    RunSpec,
+    execute_run,
+    progress_rows,
+    progress_text,
+    run_grid,
+    run_state,
+    runs,
+    summarize_grid,
+)
 from sb3_qmp.grid.__main__ import main as grid_main
 from sb3_qmp.grid.runs import archive_run
 
@@ -105,6 +115,70 @@ def test_killed_run_resumes_from_its_checkpoint_exactly(tmp_path: Path) -> None:
     np.testing.assert_array_equal(rows["timesteps"], np.arange(320, 3201, 320))
     record = json.loads((run_dir / "run_finished.json").read_text())
     assert record["attempts"] == 2 and record["wall_time_s"] > 0
+
+
+def test_a_running_attempt_is_on_record_before_it_ends(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A runner cut off with its machine never reaches the end of its attempt: the attempt's times must be in
+    ``run_attempts.json`` while it runs. CPU time is the process's own (not the time it was stopped)."""
+    monkeypatch.setattr(runs, "ATTEMPT_UPDATE_S", 0.2)
+    spec = RunSpec("qmp", "MultiGoalPoint-v0", 0, 3200, (EVAL,))
+    logs = tmp_path / "logs"
+    result: dict = {}
+    worker = threading.Thread(target=lambda: result.update(execute_run(spec, str(logs), FAST)))
+    worker.start()
+    run_dir = logs / "seed_0" / "qmp" / "MultiGoalPoint-v0_1"
+    deadline = time.time() + 120
+    while (read_progress(run_dir) or {}).get("state") != "running":  # training has started
+        assert time.time() < deadline and worker.is_alive(), "the run did not start training"
+        time.sleep(0.02)
+    pid = read_progress(run_dir)["pid"]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+
+        def running_attempt() -> dict:
+            attempts = json.loads((run_dir / "run_attempts.json").read_text())["attempts"]
+            assert len(attempts) == 1 and attempts[0]["returncode"] is None
+            return attempts[0]
+
+        time.sleep(0.6)  # three update periods: the record now read was written while the process was stopped
+        while not (run_dir / "run_attempts.json").is_file():
+            assert time.time() < deadline, "no record of the running attempt"
+            time.sleep(0.05)
+        first = running_attempt()
+        time.sleep(1.0)
+        later = running_attempt()
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    worker.join(timeout=180)
+    assert later["wall_time_s"] >= first["wall_time_s"] + 0.6  # the wall clock runs on while stopped,
+    assert 0 < first["cpu_time_s"] == later["cpu_time_s"]  # the stopped process spends no CPU time
+    assert result["finished"] and result["attempts"] == 1
+    (attempt,) = json.loads((run_dir / "run_attempts.json").read_text())["attempts"]
+    assert attempt["returncode"] == 0 and attempt["wall_time_s"] >= later["wall_time_s"]
+    assert attempt["cpu_time_s"] >= later["cpu_time_s"]
+    record = json.loads((run_dir / "run_finished.json").read_text())
+    assert (record["wall_time_s"], record["cpu_time_s"]) == (attempt["wall_time_s"], attempt["cpu_time_s"])
+
+
+def test_cpu_time_of_a_run_is_unknown_when_an_attempt_did_not_measure_it(tmp_path: Path) -> None:
+    """Attempts recorded by versions that did not measure CPU time: the run's wall time still adds up every
+    attempt (a cut-off one too), its CPU time is not made up from a part of them."""
+    spec = RunSpec("qmp", "MultiGoalPoint-v0", 0, 640)
+    run_dir = spec.log_folder(tmp_path) / "qmp" / "MultiGoalPoint-v0_1"
+    run_dir.mkdir(parents=True)
+    with zipfile.ZipFile(run_dir / "MultiGoalPoint-v0.zip", "w") as archive:
+        archive.writestr("data", json.dumps({"num_timesteps": 640}))
+    old = {"started_at": "00:00", "wall_time_s": 100.0, "returncode": -9, "resumed_from": None}
+    cut_off = {"started_at": "01:00", "wall_time_s": 50.0, "cpu_time_s": 45.0, "returncode": None, "resumed_from": 320}
+    last = {"started_at": "02:00", "wall_time_s": 20.0, "cpu_time_s": 19.0, "returncode": 0, "resumed_from": 480}
+    (run_dir / "run_attempts.json").write_text(json.dumps({"attempts": [old, cut_off, last]}))
+    assert runs.finish(spec, str(tmp_path), FAST, ["cmd"], [last], 0)["finished"]
+    record = json.loads((run_dir / "run_finished.json").read_text())
+    assert (record["wall_time_s"], record["cpu_time_s"], record["attempts"]) == (170.0, None, 3)
+    (run_dir / "run_attempts.json").write_text(json.dumps({"attempts": [cut_off, last]}))
+    runs.finish(spec, str(tmp_path), FAST, ["cmd"], [last], 0)
+    record = json.loads((run_dir / "run_finished.json").read_text())
+    assert (record["wall_time_s"], record["cpu_time_s"], record["attempts"]) == (70.0, 64.0, 2)
 
 
 def test_a_run_restarted_before_its_first_checkpoint_is_read_from_its_new_folder(tmp_path: Path) -> None:

@@ -7,9 +7,10 @@ and does nothing once it has finished (see :mod:`sb3_qmp.zoo.resume`).
 
 Layout under the grid's log folder ``LOGS``: run (algo, env, seed) trains with ``-f LOGS/seed_<seed>``
 (``LOGS/<variant>/seed_<seed>`` for a named variant), i.e. in ``.../<algo>/<env>_<k>/``; its console
-output goes to ``.../<algo>_<env>.out``. When its command exits 0 with a final model of at least ``-n``
-env steps, ``run_finished.json`` is written into the run folder (command line, settings, wall time of
-every attempt).
+output goes to ``.../<algo>_<env>.out``. Every attempt (one execution of the command) is recorded in the run
+folder's ``run_attempts.json`` while it runs, so that an attempt cut off with its runner (the machine stopped)
+still counts. When its command exits 0 with a final model of at least ``-n`` env steps, ``run_finished.json``
+is written into the run folder (command line, settings, wall and CPU time of every attempt).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,9 @@ from sb3_qmp.zoo.resume import DEFAULT_CHECKPOINT_MINUTES, run_folders, saved_nu
 MARKER = "run_finished.json"
 ATTEMPTS = "run_attempts.json"
 THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+# How often a running attempt's times are written to run_attempts.json: what a runner killed with its
+# machine leaves unrecorded.
+ATTEMPT_UPDATE_S = 60.0
 # Env kwargs that take the run's seed: the authors drew each Meta-World run's object variations from its seed
 # (and evaluated on the set of seed + 100, which the YAML's PerTaskEvalCallback asks for with variation_set: eval).
 RUN_SEED_ENV_KWARG = {
@@ -251,29 +256,66 @@ def execute_run(spec: RunSpec, logs: str, options: RunOptions) -> dict[str, Any]
     for _ in range(options.attempts):
         before = run_state(spec, logs, verify=True)
         start = time.time()
+        # returncode None: still running, or cut off with its runner (then its times are those last written).
+        attempt: dict[str, Any] = {
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(start)),
+            "wall_time_s": 0.0,
+            "cpu_time_s": None,
+            "returncode": None,
+            "resumed_from": before.checkpoint_steps,
+        }
+        attempts.append(attempt)
         with open(out, "a") as log:
             log.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} {command_line(command)}\n")
             log.flush()
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent)
             try:
-                returncode = process.wait()
+                returncode, cpu = _wait_recording(process, attempt, lambda: _record_attempts(spec, logs, attempts))
             except BaseException:  # cancelled (Ray raises in the worker): leave no training behind
                 process.kill()
                 process.wait()
                 raise
-        attempts.append(
-            {
-                "started_at": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(start)),
-                "wall_time_s": round(time.time() - start, 1),
-                "returncode": returncode,
-                "resumed_from": before.checkpoint_steps,
-            }
-        )
+        attempt.update(wall_time_s=round(time.time() - start, 1), cpu_time_s=cpu, returncode=returncode)
         _record_attempts(spec, logs, attempts)
         if returncode == 0:
             break
     result = finish(spec, logs, options, command, attempts, returncode)
     return {"name": spec.name, **result, "attempts": len(attempts)}
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a running process so far (Linux's ``/proc``; ``None`` elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        # utime, stime, cutime, cstime: fields 14-17 of proc(5), counted after the ")" that ends field 2.
+        return round(sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK"), 1)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _wait_recording(
+    process: subprocess.Popen[bytes], attempt: dict[str, Any], record: Callable[[], None]
+) -> tuple[int, float | None]:
+    """Wait for ``process``, updating ``attempt``'s times and calling ``record()`` every ``ATTEMPT_UPDATE_S``.
+
+    :return: the exit code and the process's CPU seconds (user + system, its children included), read from
+        the kernel's accounting when it is reaped (exact, unlike an elapsed-time estimate on a shared machine,
+        and without the time the process was stopped).
+    """
+    start = time.time()
+    last_update = start
+    while True:
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        if pid == process.pid:
+            process.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
+            return process.returncode, round(usage.ru_utime + usage.ru_stime, 1)
+        now = time.time()
+        if now - last_update >= ATTEMPT_UPDATE_S:
+            cpu = _cpu_seconds(process.pid)
+            attempt.update(wall_time_s=round(now - start, 1), cpu_time_s=attempt["cpu_time_s"] if cpu is None else cpu)
+            record()
+            last_update = now
+        time.sleep(min(0.5, ATTEMPT_UPDATE_S))
 
 
 def _record_attempts(spec: RunSpec, logs: str, attempts: list[dict[str, Any]]) -> None:
@@ -332,6 +374,12 @@ def finish(
         "options": {k: v for k, v in asdict(options).items() if k != "extra"},
         "code_commit": code_commit(),
         "wall_time_s": round(sum(a["wall_time_s"] for a in all_attempts), 1),
+        # None when an attempt has no CPU time (recorded by a version that did not measure it).
+        "cpu_time_s": (
+            round(sum(a["cpu_time_s"] for a in all_attempts), 1)
+            if all(a.get("cpu_time_s") is not None for a in all_attempts)
+            else None
+        ),
         "attempts": len(all_attempts),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
