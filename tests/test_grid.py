@@ -160,6 +160,16 @@ def test_a_running_attempt_is_on_record_before_it_ends(tmp_path: Path, monkeypat
     assert (record["wall_time_s"], record["cpu_time_s"]) == (attempt["wall_time_s"], attempt["cpu_time_s"])
 
 
+def test_a_run_finishes_where_children_are_reaped_by_the_system(tmp_path: Path) -> None:
+    """With SIGCHLD ignored the kernel reaps the training process itself: the runner must still see it end."""
+    previous = signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    try:
+        result = execute_run(RunSpec("separated", "MultiGoalPoint-v0", 0, 320), str(tmp_path), FAST)
+    finally:
+        signal.signal(signal.SIGCHLD, previous)
+    assert result["finished"] and result["attempts"] == 1
+
+
 def test_cpu_time_of_a_run_is_unknown_when_an_attempt_did_not_measure_it(tmp_path: Path) -> None:
     """Attempts recorded by versions that did not measure CPU time: the run's wall time still adds up every
     attempt (a cut-off one too), its CPU time is not made up from a part of them."""

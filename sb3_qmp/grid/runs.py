@@ -305,7 +305,10 @@ def _wait_recording(
     start = time.time()
     last_update = start
     while True:
-        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        try:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        except ChildProcessError:  # reaped by the system (SIGCHLD ignored): Popen's answer, the last CPU reading
+            return process.wait(), attempt["cpu_time_s"]
         if pid == process.pid:
             process.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
             return process.returncode, round(usage.ru_utime + usage.ru_stime, 1)
