@@ -41,6 +41,15 @@ def model_data(path: Path) -> dict:
         return json.loads(archive.read("data"))
 
 
+def run_in_background(spec: RunSpec, logs: Path, options: RunOptions) -> tuple[threading.Thread, dict, Path]:
+    """``execute_run`` in a thread, so that the test can act on its training process: the thread, the dict its
+    result goes into, and the run's folder."""
+    result: dict = {}
+    worker = threading.Thread(target=lambda: result.update(execute_run(spec, str(logs), options)))
+    worker.start()
+    return worker, result, logs / f"seed_{spec.seed}" / spec.algo / f"{spec.env}_1"
+
+
 def test_grid_of_two_algos_and_two_seeds_completes(tmp_path: Path) -> None:
     specs = [RunSpec(algo, "MultiGoalPoint-v0", seed, 640, (EVAL,)) for seed in (0, 1) for algo in ("qmp", "separated")]
     finished: list[str] = []
@@ -80,11 +89,7 @@ def test_killed_run_resumes_from_its_checkpoint_exactly(tmp_path: Path) -> None:
     reference = execute_run(spec, str(tmp_path / "uninterrupted"), options)
     assert reference["finished"] and reference["attempts"] == 1
 
-    logs = tmp_path / "killed"
-    result: dict = {}
-    worker = threading.Thread(target=lambda: result.update(execute_run(spec, str(logs), options)))
-    worker.start()
-    run_dir = logs / "seed_0" / "qmp" / "MultiGoalPoint-v0_1"
+    worker, result, run_dir = run_in_background(spec, tmp_path / "killed", options)
     deadline = time.time() + 120
     while True:  # SIGKILL the training process at ~60%, after a checkpoint
         progress = read_progress(run_dir) or {}
@@ -122,11 +127,7 @@ def test_a_running_attempt_is_on_record_before_it_ends(tmp_path: Path, monkeypat
     ``run_attempts.json`` while it runs. CPU time is the process's own (not the time it was stopped)."""
     monkeypatch.setattr(runs, "ATTEMPT_UPDATE_S", 0.2)
     spec = RunSpec("qmp", "MultiGoalPoint-v0", 0, 3200, (EVAL,))
-    logs = tmp_path / "logs"
-    result: dict = {}
-    worker = threading.Thread(target=lambda: result.update(execute_run(spec, str(logs), FAST)))
-    worker.start()
-    run_dir = logs / "seed_0" / "qmp" / "MultiGoalPoint-v0_1"
+    worker, result, run_dir = run_in_background(spec, tmp_path / "logs", FAST)
     deadline = time.time() + 120
     while (read_progress(run_dir) or {}).get("state") != "running":  # training has started
         assert time.time() < deadline and worker.is_alive(), "the run did not start training"
