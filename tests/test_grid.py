@@ -126,7 +126,7 @@ def test_a_running_attempt_is_on_record_before_it_ends(tmp_path: Path, monkeypat
     """A runner cut off with its machine never reaches the end of its attempt: the attempt's times must be in
     ``run_attempts.json`` while it runs. CPU time is the process's own (not the time it was stopped)."""
     monkeypatch.setattr(runs, "ATTEMPT_UPDATE_S", 0.2)
-    spec = RunSpec("qmp", "MultiGoalPoint-v0", 0, 3200, (EVAL,))
+    spec = RunSpec("qmp", "MultiGoalPoint-v0", 0, 1280, (EVAL,))
     worker, result, run_dir = run_in_background(spec, tmp_path / "logs", FAST)
     deadline = time.time() + 120
     while (read_progress(run_dir) or {}).get("state") != "running":  # training has started
