@@ -270,7 +270,7 @@ def execute_run(spec: RunSpec, logs: str, options: RunOptions) -> dict[str, Any]
             log.flush()
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent)
             try:
-                returncode, cpu = _wait_recording(process, attempt, lambda: _record_attempts(spec, logs, attempts))
+                returncode, cpu = _wait_recording(process, start, attempt, lambda: _record_attempts(spec, logs, attempts))
             except BaseException:  # cancelled (Ray raises in the worker): leave no training behind
                 process.kill()
                 process.wait()
@@ -294,16 +294,16 @@ def _cpu_seconds(pid: int) -> float | None:
 
 
 def _wait_recording(
-    process: subprocess.Popen[bytes], attempt: dict[str, Any], record: Callable[[], None]
+    process: subprocess.Popen[bytes], start: float, attempt: dict[str, Any], record: Callable[[], None]
 ) -> tuple[int, float | None]:
-    """Wait for ``process``, updating ``attempt``'s times and calling ``record()`` every ``ATTEMPT_UPDATE_S``.
+    """Wait for ``process`` (started at ``start``, a ``time.time()``), updating ``attempt``'s times and calling
+    ``record()`` every ``ATTEMPT_UPDATE_S``.
 
     :return: the exit code and the process's CPU seconds (user + system, its children included), read from
         the kernel's accounting when it is reaped (exact, unlike an elapsed-time estimate on a shared machine,
         and without the time the process was stopped).
     """
-    start = time.time()
-    last_update = start
+    last_update = time.time()
     while True:
         try:
             pid, status, usage = os.wait4(process.pid, os.WNOHANG)
