@@ -270,12 +270,11 @@ def execute_run(spec: RunSpec, logs: str, options: RunOptions) -> dict[str, Any]
             log.flush()
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent)
             try:
-                returncode, cpu = _wait_recording(process, start, attempt, lambda: _record_attempts(spec, logs, attempts))
+                returncode = _wait_recording(process, start, attempt, lambda: _record_attempts(spec, logs, attempts))
             except BaseException:  # cancelled (Ray raises in the worker): leave no training behind
                 process.kill()
                 process.wait()
                 raise
-        attempt.update(wall_time_s=round(time.time() - start, 1), cpu_time_s=cpu, returncode=returncode)
         _record_attempts(spec, logs, attempts)
         if returncode == 0:
             break
@@ -295,24 +294,27 @@ def _cpu_seconds(pid: int) -> float | None:
 
 def _wait_recording(
     process: subprocess.Popen[bytes], start: float, attempt: dict[str, Any], record: Callable[[], None]
-) -> tuple[int, float | None]:
+) -> int:
     """Wait for ``process`` (started at ``start``, a ``time.time()``), updating ``attempt``'s times and calling
-    ``record()`` every ``ATTEMPT_UPDATE_S``.
+    ``record()`` every ``ATTEMPT_UPDATE_S``; at the end, set its final times and exit code, and return the code.
 
-    :return: the exit code and the process's CPU seconds (user + system, its children included), read from
-        the kernel's accounting when it is reaped (exact, unlike an elapsed-time estimate on a shared machine,
-        and without the time the process was stopped).
+    The final CPU time (user + system, the process's children included) is the kernel's accounting when the
+    process is reaped: exact, unlike an elapsed-time estimate on a shared machine, and without the time the
+    process was stopped.
     """
     last_update = time.time()
     while True:
         try:
             pid, status, usage = os.wait4(process.pid, os.WNOHANG)
         except ChildProcessError:  # reaped by the system (SIGCHLD ignored): Popen's answer, the last CPU reading
-            return process.wait(), attempt["cpu_time_s"]
-        if pid == process.pid:
-            process.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
-            return process.returncode, round(usage.ru_utime + usage.ru_stime, 1)
+            pid, status, usage = process.pid, None, None
         now = time.time()
+        if pid == process.pid:
+            returncode = process.wait() if status is None else os.waitstatus_to_exitcode(status)
+            process.returncode = returncode  # reaped here: Popen must not wait again
+            cpu = attempt["cpu_time_s"] if usage is None else round(usage.ru_utime + usage.ru_stime, 1)
+            attempt.update(wall_time_s=round(now - start, 1), cpu_time_s=cpu, returncode=returncode)
+            return returncode
         if now - last_update >= ATTEMPT_UPDATE_S:
             cpu = _cpu_seconds(process.pid)
             attempt.update(wall_time_s=round(now - start, 1), cpu_time_s=attempt["cpu_time_s"] if cpu is None else cpu)
